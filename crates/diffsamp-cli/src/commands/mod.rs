@@ -1,0 +1,5 @@
+//! One module per subcommand.
+pub mod energy;
+pub mod eval;
+pub mod reference;
+pub mod systems;

@@ -1,0 +1,25 @@
+//! `diffsamp systems`: the built-in targets and their capabilities.
+
+use diffsamp::energy::registry;
+
+pub fn run() -> anyhow::Result<()> {
+    println!("{:<14} {:>5}  {:<10} {:<6} {:>10}", "system", "dim", "particles", "exact", "log Z");
+    for name in registry::known_systems() {
+        let s = registry::system(name)?;
+        let particles = s
+            .energy
+            .particles()
+            .map(|p| format!("{}x{}", p.n, p.spatial))
+            .unwrap_or_else(|| "-".into());
+        let log_z = s.log_z.map(|z| format!("{z:.5}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<14} {:>5}  {:<10} {:<6} {:>10}",
+            name,
+            s.energy.dim(),
+            particles,
+            if s.exact.is_some() { "yes" } else { "no" },
+            log_z
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `diffsamp`: the command-line tool, a thin layer over the `diffsamp` library.
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "diffsamp", version, about = "Diffusion-based samplers for Boltzmann densities")]
+struct Cli {
+    /// Worker threads for the energy and metric computations (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in target systems.
+    Systems,
+    /// Evaluate E (kT units) and optionally ∇E on configurations from a .npy file.
+    Energy(commands::energy::Args),
+    /// Draw reference samples: exact sampling where the system allows it, else MCMC.
+    Reference(commands::reference::Args),
+    /// Compare generated samples with reference samples (W2, energy W2, histograms, ...).
+    Eval(commands::eval::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
+            eprintln!("error: cannot set {n} threads: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let result = match cli.command {
+        Command::Systems => commands::systems::run(),
+        Command::Energy(a) => commands::energy::run(a),
+        Command::Reference(a) => commands::reference::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Named systems: energy, and where known its exact sampler, log Z and mode locations.
+
+use crate::{
+    DoubleWell, Energy, EnergyError, ExactSampler, GaussianMixture, LennardJones, LogPartition,
+    ManyWell, StudentTMixture,
+};
+
+/// Names accepted by [`system`] and [`by_name`].
+const KNOWN: &[&str] = &[
+    "dw4",
+    "lj13",
+    "lj55",
+    "gmm40",
+    "gmm40-fab",
+    "gmm40-50",
+    "many-well-5",
+    "many-well-32",
+    "mos50",
+    "mos2",
+];
+
+/// The names of all registered systems.
+pub fn known_systems() -> &'static [&'static str] {
+    KNOWN
+}
+
+/// Mode locations of a multimodal target (GMM means, Student-t locations, many-well minima),
+/// row-major `[n_modes, dim]`, for mode-coverage metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Modes {
+    /// Number of modes.
+    pub n_modes: usize,
+    /// Dimension of each mode location.
+    pub dim: usize,
+    /// Locations, row-major `[n_modes, dim]`.
+    pub locations: Vec<f64>,
+}
+
+impl Modes {
+    /// Location of mode k.
+    pub fn get(&self, k: usize) -> &[f64] {
+        &self.locations[k * self.dim..(k + 1) * self.dim]
+    }
+}
+
+/// A registered target with its optional capabilities.
+pub struct System {
+    /// The energy E(x) (kT units).
+    pub energy: Box<dyn Energy>,
+    /// Exact i.i.d. sampler of p* ∝ exp(−E), when one exists.
+    pub exact: Option<Box<dyn ExactSampler + Send + Sync>>,
+    /// log Z = log ∫ exp(−E), when known (0 for the normalised mixtures).
+    pub log_z: Option<f64>,
+    /// Mode locations, when the target is a mixture / product of wells with few modes.
+    pub modes: Option<Modes>,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System")
+            .field("name", &self.energy.name())
+            .field("dim", &self.energy.dim())
+            .field("exact", &self.exact.is_some())
+            .field("log_z", &self.log_z)
+            .field("modes", &self.modes.as_ref().map(|m| m.n_modes))
+            .finish()
+    }
+}
+
+impl System {
+    /// The system's name (that of its energy).
+    pub fn name(&self) -> &str {
+        self.energy.name()
+    }
+
+    /// A system with only an energy.
+    fn plain(energy: impl Energy + 'static) -> Self {
+        Self {
+            energy: Box::new(energy),
+            exact: None,
+            log_z: None,
+            modes: None,
+        }
+    }
+
+    /// A system with energy, exact sampler and log Z from the same (cloned) target.
+    fn sampleable<T>(target: T, modes: Option<Modes>) -> Self
+    where
+        T: Energy + ExactSampler + LogPartition + Clone + Send + Sync + 'static,
+    {
+        Self {
+            log_z: Some(target.log_z()),
+            exact: Some(Box::new(target.clone())),
+            energy: Box::new(target),
+            modes,
+        }
+    }
+}
+
+/// The system registered under `name` (see [`known_systems`]); unknown names give
+/// [`EnergyError::UnknownSystem`] listing the known ones.
+pub fn system(name: &str) -> Result<System, EnergyError> {
+    let gmm = |g: GaussianMixture| {
+        let modes = Modes {
+            n_modes: g.n_components(),
+            dim: g.dim(),
+            locations: g.means().to_vec(),
+        };
+        System::sampleable(g, Some(modes))
+    };
+    let mos = |m: StudentTMixture| {
+        let modes = Modes {
+            n_modes: m.n_components(),
+            dim: m.dim(),
+            locations: m.locations().to_vec(),
+        };
+        System::sampleable(m, Some(modes))
+    };
+    let many_well = |m: ManyWell| {
+        let modes = m.modes().map(|locations| Modes {
+            n_modes: locations.len() / m.dim(),
+            dim: m.dim(),
+            locations,
+        });
+        System::sampleable(m, modes)
+    };
+    Ok(match name {
+        "dw4" => System::plain(DoubleWell::dw4()),
+        "lj13" => System::plain(LennardJones::lj13()),
+        "lj55" => System::plain(LennardJones::lj55()),
+        "gmm40" => gmm(GaussianMixture::gmm40()),
+        "gmm40-fab" => gmm(GaussianMixture::gmm40_fab()),
+        "gmm40-50" => gmm(GaussianMixture::gmm40_50()),
+        "many-well-5" => many_well(ManyWell::many_well_5()),
+        "many-well-32" => many_well(ManyWell::many_well_32()),
+        "mos50" => mos(StudentTMixture::mos50()),
+        "mos2" => mos(StudentTMixture::mos2()),
+        _ => {
+            return Err(EnergyError::UnknownSystem {
+                name: name.to_string(),
+                known: KNOWN.join(", "),
+            })
+        }
+    })
+}
+
+/// The energy registered under `name` (see [`system`]).
+pub fn by_name(name: &str) -> Result<Box<dyn Energy>, EnergyError> {
+    system(name).map(|s| s.energy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::rng;
+
+    #[test]
+    fn every_known_name_resolves_to_itself() {
+        for &name in known_systems() {
+            let s = system(name).unwrap();
+            assert_eq!(s.name(), name);
+            assert_eq!(by_name(name).unwrap().name(), name);
+            if let Some(m) = &s.modes {
+                assert_eq!(m.dim, s.energy.dim(), "{name}");
+                assert_eq!(m.locations.len(), m.n_modes * m.dim, "{name}");
+            }
+            if let Some(sampler) = &s.exact {
+                let xs = sampler.sample(3, &mut rng(60));
+                assert_eq!(xs.len(), 3 * s.energy.dim(), "{name}");
+                assert!(xs.iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+
+    #[test]
+    fn capabilities_per_system() {
+        let dims = [
+            ("dw4", 8, false),
+            ("lj13", 39, false),
+            ("lj55", 165, false),
+            ("gmm40", 2, true),
+            ("gmm40-fab", 2, true),
+            ("gmm40-50", 50, true),
+            ("many-well-5", 5, true),
+            ("many-well-32", 32, true),
+            ("mos50", 50, true),
+            ("mos2", 2, true),
+        ];
+        for (name, dim, exact) in dims {
+            let s = system(name).unwrap();
+            assert_eq!(s.energy.dim(), dim, "{name}");
+            assert_eq!(s.exact.is_some(), exact, "{name}");
+            assert_eq!(s.log_z.is_some(), exact, "{name}");
+            assert_eq!(
+                s.energy.particles().is_some(),
+                name.starts_with("dw") || name.starts_with("lj")
+            );
+        }
+        assert_eq!(system("gmm40").unwrap().modes.unwrap().n_modes, 40);
+        assert_eq!(system("mos50").unwrap().modes.unwrap().n_modes, 10);
+        assert_eq!(system("many-well-5").unwrap().modes.unwrap().n_modes, 32);
+        assert!(system("many-well-32").unwrap().modes.is_none());
+        assert_eq!(system("gmm40-50").unwrap().log_z, Some(0.0));
+        let lz = system("many-well-32").unwrap().log_z.unwrap();
+        assert!((lz - 164.6957).abs() < 1e-4);
+    }
+
+    #[test]
+    fn unknown_name_lists_known_ones() {
+        let e = system("lj14").unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, EnergyError::UnknownSystem { .. }));
+        assert!(
+            msg.contains("lj14") && msg.contains("many-well-32") && msg.contains("dw4"),
+            "{msg}"
+        );
+        assert!(by_name("").is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! Choice of libtorch device and CPU thread count.
+use tch::Device;
+
+/// The device named by `spec`: `"cpu"`, `"cuda"` (first GPU) or `"cuda:N"`; `"auto"` picks CUDA
+/// when libtorch was built with it and a GPU is visible, else the CPU.
+pub fn parse_device(spec: &str) -> Result<Device, String> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        "cuda" => Ok(Device::Cuda(0)),
+        s => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("unknown device '{s}' (expected cpu, auto, cuda or cuda:N)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Kind, Tensor};
+
+    #[test]
+    fn double_backward_matches_closed_form() {
+        // f(x) = Σ x³; ∇f = 3x²; ∂/∂x Σ(∇f) = 6x.
+        let x = Tensor::from_slice(&[0.5f64, -1.0, 2.0]).set_requires_grad(true);
+        let f = x.pow_tensor_scalar(3).sum(Kind::Double);
+        let g = Tensor::run_backward(&[&f], &[&x], true, true)[0].shallow_clone();
+        let gg = Tensor::run_backward(&[&g.sum(Kind::Double)], &[&x], false, false)[0].shallow_clone();
+        let got: Vec<f64> = Vec::try_from(&gg).unwrap();
+        assert_eq!(got, vec![3.0, -6.0, 12.0]);
+    }
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+        assert_eq!(parse_device("cuda:1").unwrap(), Device::Cuda(1));
+        assert!(parse_device("gpu").is_err());
+    }
+}

@@ -1,0 +1,2 @@
+//! Neural networks on libtorch (tch): devices and thread settings.
+pub mod device;
