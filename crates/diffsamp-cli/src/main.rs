@@ -6,7 +6,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "diffsamp", version, about = "Diffusion-based samplers for Boltzmann densities")]
+#[command(
+    name = "diffsamp",
+    version,
+    about = "Diffusion-based samplers for Boltzmann densities"
+)]
 struct Cli {
     /// Worker threads for the energy and metric computations (default: all cores).
     #[arg(long, global = true)]
@@ -30,7 +34,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+        {
             eprintln!("error: cannot set {n} threads: {e}");
             return std::process::ExitCode::FAILURE;
         }

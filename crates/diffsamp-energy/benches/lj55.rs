@@ -10,6 +10,10 @@
 //! ≈ 38 600 flops, plus ≈ 700 for the centre of mass and restraint: ≈ 3.9e4 flops per
 //! configuration. Throughput × 3.9e4 = achieved flop/s, to compare with the machine's peak.
 //!
+//! The machine's limit is measured in the same run: `peak/threads1` times a loop of
+//! independent multiply-adds over 64 f64 lanes (what this build's instruction set can issue
+//! per core; throughput reported as flop/s). Ratio = (configs/s × 3.9e4) / peak flop/s.
+//!
 //! Run: `cargo bench -p diffsamp-energy --bench lj55`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -91,5 +95,32 @@ fn bench_lj55(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_lj55);
+/// Flops of one call: `ITERS` rounds of a multiply and an add on each of `LANES` accumulators.
+const LANES: usize = 64;
+const ITERS: usize = 100_000;
+
+fn peak_loop(a: f64, b: f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    for (k, v) in acc.iter_mut().enumerate() {
+        *v = k as f64 * 1e-3;
+    }
+    for _ in 0..ITERS {
+        for v in acc.iter_mut() {
+            *v = *v * a + b;
+        }
+    }
+    acc.iter().sum()
+}
+
+fn bench_peak(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lj55_energy_grad");
+    group.throughput(Throughput::Elements((2 * LANES * ITERS) as u64));
+    group.sample_size(20);
+    group.bench_function("peak_mul_add_flops/threads1", |b| {
+        b.iter(|| black_box(peak_loop(black_box(0.999_999), black_box(1e-6))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_lj55, bench_peak);
 criterion_main!(benches);

@@ -59,7 +59,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     iat.sort_by(f64::total_cmp);
     println!("== lj55: n = {n}, seed = {seed}, config = {cfg:?}");
     println!(
-        "energy mean ± std: {m:.3} ± {s:.3} (standard error of the mean ≈ {:.3} from ESS)",
+        "energy mean ± std: {m:.3} ± {s:.3} (standard error of the mean: {:.3} from the \
+         per-chain means, {:.3} from min(ESS, n))",
+        d.energy_mean_se,
         s / d.energy_ess.min(res.n_samples() as f64).sqrt()
     );
     println!("temperatures: {:.3?}", res.temperatures);

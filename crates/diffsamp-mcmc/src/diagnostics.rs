@@ -13,6 +13,10 @@ pub struct Diagnostics {
     pub energy_split_rhat: f64,
     /// thinning / median τ: ≳ 1 means the kept samples are nearly independent.
     pub thinning_over_iat: f64,
+    /// Standard error of the mean energy from the spread of the per-chain means over the
+    /// sampling phase, sd(chain means)/√M (chains are independent, so this holds whatever
+    /// the autocorrelation; rough with few chains). NaN with one chain.
+    pub energy_mean_se: f64,
 }
 
 impl Diagnostics {
@@ -32,12 +36,28 @@ impl Diagnostics {
             sorted[sorted.len() / 2]
         };
         Diagnostics {
+            energy_mean_se: chain_means_se(traces),
             energy_ess: effective_sample_size(traces),
             energy_split_rhat: split_rhat(traces),
             thinning_over_iat: thinning as f64 / median,
             energy_iat_steps,
         }
     }
+}
+
+/// sd(chain means)/√M over M traces (NaN for M < 2 or an empty trace).
+pub fn chain_means_se(traces: &[Vec<f64>]) -> f64 {
+    let m = traces.len();
+    if m < 2 || traces.iter().any(Vec::is_empty) {
+        return f64::NAN;
+    }
+    let means: Vec<f64> = traces
+        .iter()
+        .map(|t| t.iter().sum::<f64>() / t.len() as f64)
+        .collect();
+    let mu = means.iter().sum::<f64>() / m as f64;
+    let var = means.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / (m as f64 - 1.0);
+    (var / m as f64).sqrt()
 }
 
 /// In-place radix-2 complex FFT (`re.len()` a power of two); `inverse` uses e^{+2πi kn/N}

@@ -138,7 +138,8 @@ pub const PRESETS: &[&str] = &["dw4", "lj13", "lj55"];
 ///   trap the cluster evaporates above T ≈ 1.3, so a ladder would straddle a first-order
 ///   transition; HMC alone decorrelates E in 10–45 steps.
 /// - `lj55`: HMC (L = 10) with 8-level tempering to T = 2 (swap rates ≈ 0.33), 16 chains,
-///   2000 warm-up steps, thinning 50 (≈ 10.6 M evaluations, about a minute on two cores).
+///   5000 warm-up steps (the cluster energy keeps relaxing slowly for a few thousand steps),
+///   thinning 50 (≈ 14.4 M evaluations, about 1.5 minutes on two cores).
 pub fn default_config_for(system: &str) -> Result<ReferenceConfig, McmcError> {
     let base = ReferenceConfig::default();
     match system {
@@ -181,7 +182,7 @@ pub fn default_config_for(system: &str) -> Result<ReferenceConfig, McmcError> {
             kernel: KernelKind::Hmc,
             leapfrog_steps: 10,
             n_chains: 16,
-            warmup: 2000,
+            warmup: 5000,
             thinning: 50,
             step_size: 0.01,
             pt: Some(PtConfig {

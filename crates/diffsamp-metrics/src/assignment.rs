@@ -416,7 +416,11 @@ mod tests {
             let recomputed: f64 = (0..n).map(|i| c[i * n + a.col_for_row[i]]).sum();
             assert!((recomputed - a.cost).abs() < 1e-12);
             let bf = brute_force(&c, n);
-            assert!((a.cost - bf).abs() < 1e-9, "trial {trial}: {} vs {bf}", a.cost);
+            assert!(
+                (a.cost - bf).abs() < 1e-9,
+                "trial {trial}: {} vs {bf}",
+                a.cost
+            );
         }
     }
 

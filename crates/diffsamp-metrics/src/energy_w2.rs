@@ -40,7 +40,11 @@ pub fn wasserstein2_1d(a: &[f64], b: &[f64]) -> Result<W2OneDim> {
     b.sort_by(f64::total_cmp);
     let (n, m) = (a.len() as u128, b.len() as u128);
     let w2_squared = if n == m {
-        a.iter().zip(&b).map(|(p, q)| (p - q) * (p - q)).sum::<f64>() / a.len() as f64
+        a.iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q) * (p - q))
+            .sum::<f64>()
+            / a.len() as f64
     } else {
         // Breakpoints in units of 1/(n·m): a's quantile steps at (i+1)·m, b's at (j+1)·n.
         let (mut i, mut j) = (0usize, 0usize);
@@ -83,7 +87,10 @@ mod tests {
         assert_eq!(r.w2_squared, 2.5);
         assert_eq!(r.w2, 2.5f64.sqrt());
         // [0,1] vs [0]: half the mass moves by 1 → 0.5.
-        assert_eq!(wasserstein2_1d(&[0.0, 1.0], &[0.0]).unwrap().w2_squared, 0.5);
+        assert_eq!(
+            wasserstein2_1d(&[0.0, 1.0], &[0.0]).unwrap().w2_squared,
+            0.5
+        );
         // [0,1,2] vs [0,3]: intervals [0,⅓]:0, [⅓,½]:1, [½,⅔]:4, [⅔,1]:1 → 1/6+4/6+2/6 = 7/6.
         let r = wasserstein2_1d(&[2.0, 0.0, 1.0], &[3.0, 0.0]).unwrap();
         assert!((r.w2_squared - 7.0 / 6.0).abs() < 1e-15);
@@ -107,7 +114,7 @@ mod tests {
             let b: Vec<f64> = (0..m)
                 .map(|_| mu2 + s2 * rng.sample::<f64, _>(StandardNormal))
                 .collect();
-            let exact = ((mu1 - mu2) * (mu1 - mu2) + (s1 - s2) * (s1 - s2)) as f64;
+            let exact: f64 = (mu1 - mu2) * (mu1 - mu2) + (s1 - s2) * (s1 - s2);
             let got = wasserstein2_1d(&a, &b).unwrap().w2;
             // First-order error of W2 is dominated by the sampling error of the mean and
             // standard deviation differences: sd ≈ sqrt((σ1²+σ2²)(1/n + 1/m)); allow 6 sd.

@@ -8,7 +8,13 @@
 //! Sinkhorn in log space alternates f_i = −ε lse_j((g_j − C_ij)/ε + ln b_j) and
 //! g_j = −ε lse_i((f_i − C_ij)/ε + ln a_i); P_ij = a_i b_j e^{(f_i + g_j − C_ij)/ε}. To reach
 //! small ε it anneals ε from max C down to the target by a constant factor, warm-starting the
-//! potentials at each stage.
+//! potentials at each stage. Once the plan is sparse, the log-sum-exps run over truncated
+//! kernels (entries with (f_i + g_j − C_ij)/ε ≥ −36, rebuilt every 25 iterations and checked
+//! on the full kernel before stopping), which gives the same numbers ~50× faster.
+//!
+//! Cost (2 cores, shared machine, default config): 2000 vs 2000 Gaussian samples converge
+//! in 4 000–6 000 iterations, 10 s (d = 5), 11 s (d = 50), 20 s (d = 2); ⟨P, C⟩ is then
+//! within 1e-6 (d = 50) to 1.7e-3 (d = 2, entropic bias ~ε) of the exact OT cost.
 //!
 //! What the benchmarks report: the sampling benchmark's "Sinkhorn" number (REFERENCE §1.7,
 //! §5: ε = 1e-3, 2000 vs 2000 samples) is the entropic OT cost with the squared-Euclidean
@@ -32,7 +38,9 @@ pub struct SinkhornConfig {
     /// ε-scaling factor per stage, in (0, 1). Default 0.5.
     pub decay: f64,
     /// Stop when the L1 marginal error Σ_i |Σ_j P_ij − a_i| at the target ε is below this.
-    /// Default 1e-5 (the cost then carries an error of order 1e-5 · max C). Valid: > 0.
+    /// Default 1e-4: at ε = 1e-3 Sinkhorn's last digits converge slowly (2000 vs 2000
+    /// samples still sit at 1e-5…6e-5 after 10⁴ iterations) while ⟨P, C⟩ already matches the
+    /// exact OT cost to ~1e-6 relative in d = 50 at 1e-4. Valid: > 0.
     pub tolerance: f64,
     /// Iteration cap of each intermediate stage (default 50); a stage also ends once its
     /// marginal error is below 1e-3.
@@ -46,7 +54,7 @@ impl Default for SinkhornConfig {
         Self {
             epsilon: 1e-3,
             decay: 0.5,
-            tolerance: 1e-5,
+            tolerance: 1e-4,
             stage_iterations: 50,
             max_iterations: 10_000,
         }
@@ -97,7 +105,12 @@ pub struct SinkhornResult {
 /// Entropic OT between the uniform empirical measures of `x` (`[N, dim]`) and `y`
 /// (`[M, dim]`), squared-Euclidean cost; see the module docs for the formulas. An
 /// unconverged run is not an error: check [`SinkhornResult::converged`].
-pub fn sinkhorn(x: &[f64], y: &[f64], dim: usize, config: &SinkhornConfig) -> Result<SinkhornResult> {
+pub fn sinkhorn(
+    x: &[f64],
+    y: &[f64],
+    dim: usize,
+    config: &SinkhornConfig,
+) -> Result<SinkhornResult> {
     config.validate()?;
     let n = checked_rows("sinkhorn x", x, dim)?;
     let m = checked_rows("sinkhorn y", y, dim)?;
@@ -171,13 +184,109 @@ fn update(
         .sum()
 }
 
-fn solve(x: &[f64], y: &[f64], n: usize, m: usize, dim: usize, cfg: &SinkhornConfig) -> SinkhornResult {
-    let mut c = vec![0.0; n * m];
-    c.par_chunks_mut(m).zip(x.par_chunks(dim)).for_each(|(row, xi)| {
-        for (v, yj) in row.iter_mut().zip(y.chunks_exact(dim)) {
-            *v = xi.iter().zip(yj).map(|(p, q)| (p - q) * (p - q)).sum();
+/// Truncated kernel: for every row r the columns c with (own_r + pot_c − K_rc)/ε ≥ −τ, i.e.
+/// the plan entries above e^{−τ} times their row's scale; the others change a log-sum-exp by
+/// less than N·e^{−τ} relative (τ = [`TRUNCATION`]).
+struct Sparse {
+    start: Vec<usize>,
+    idx: Vec<usize>,
+    cost: Vec<f64>,
+}
+
+/// Truncation threshold τ: e^{−36} ≈ 2e-16.
+const TRUNCATION: f64 = 36.0;
+
+impl Sparse {
+    /// Active entries of the `[rows, cols]` cost `k` under potentials (own, pot); `None` when
+    /// more than a quarter of the entries are active (dense updates are then cheaper).
+    fn build(k: &[f64], cols: usize, own: &[f64], pot: &[f64], eps: f64) -> Option<Self> {
+        let lists: Vec<Vec<(usize, f64)>> = own
+            .par_iter()
+            .zip(k.par_chunks(cols))
+            .map(|(&o, row)| {
+                row.iter()
+                    .zip(pot)
+                    .enumerate()
+                    .filter(|(_, (&c, &p))| (o + p - c) / eps >= -TRUNCATION)
+                    .map(|(j, (&c, _))| (j, c))
+                    .collect()
+            })
+            .collect();
+        let total: usize = lists.iter().map(Vec::len).sum();
+        if 4 * total > k.len() {
+            return None;
         }
-    });
+        let mut start = Vec::with_capacity(lists.len() + 1);
+        let mut idx = Vec::with_capacity(total);
+        let mut cost = Vec::with_capacity(total);
+        start.push(0);
+        for l in lists {
+            for (j, c) in l {
+                idx.push(j);
+                cost.push(c);
+            }
+            start.push(idx.len());
+        }
+        Some(Self { start, idx, cost })
+    }
+
+    /// [`update`] restricted to the active entries.
+    fn update(&self, pot: &[f64], log_w_cols: f64, out: &mut [f64], w_rows: f64, eps: f64) -> f64 {
+        out.par_iter_mut()
+            .enumerate()
+            .map(|(r, o)| {
+                let (lo, hi) = (self.start[r], self.start[r + 1]);
+                let (idx, cost) = (&self.idx[lo..hi], &self.cost[lo..hi]);
+                let mut mx = f64::NEG_INFINITY;
+                for (&j, &c) in idx.iter().zip(cost) {
+                    mx = mx.max((pot[j] - c) / eps);
+                }
+                let s: f64 = idx
+                    .iter()
+                    .zip(cost)
+                    .map(|(&j, &c)| ((pot[j] - c) / eps - mx).exp())
+                    .sum();
+                let new = -eps * (mx + s.ln() + log_w_cols);
+                let err = w_rows * (((*o - new) / eps).exp() - 1.0).abs();
+                *o = new;
+                err
+            })
+            .sum()
+    }
+}
+
+/// How often (in iterations) the truncated kernels are rebuilt while potentials move.
+const REBUILD_EVERY: usize = 25;
+
+fn solve(
+    x: &[f64],
+    y: &[f64],
+    n: usize,
+    m: usize,
+    dim: usize,
+    cfg: &SinkhornConfig,
+) -> SinkhornResult {
+    solve_with(x, y, n, m, dim, cfg, true)
+}
+
+/// [`solve`], with truncated kernels allowed or not (tests compare both).
+fn solve_with(
+    x: &[f64],
+    y: &[f64],
+    n: usize,
+    m: usize,
+    dim: usize,
+    cfg: &SinkhornConfig,
+    truncate: bool,
+) -> SinkhornResult {
+    let mut c = vec![0.0; n * m];
+    c.par_chunks_mut(m)
+        .zip(x.par_chunks(dim))
+        .for_each(|(row, xi)| {
+            for (v, yj) in row.iter_mut().zip(y.chunks_exact(dim)) {
+                *v = xi.iter().zip(yj).map(|(p, q)| (p - q) * (p - q)).sum();
+            }
+        });
     let mut ct = vec![0.0; m * n];
     ct.par_chunks_mut(n).enumerate().for_each(|(j, col)| {
         for (i, v) in col.iter_mut().enumerate() {
@@ -201,14 +310,38 @@ fn solve(x: &[f64], y: &[f64], n: usize, m: usize, dim: usize, cfg: &SinkhornCon
             (cfg.tolerance.max(1e-3), cfg.stage_iterations.max(1))
         };
         let mut stage_iters = 0;
+        // Truncated kernels (rows of C and of Cᵀ) while the plan is sparse.
+        let mut kernels: Option<(Sparse, Sparse)> = None;
+        let mut since_build = usize::MAX;
         loop {
             if iterations >= cfg.max_iterations {
                 break 'stages;
             }
-            update(&ct, n, &f, log_a, &mut g, wb, eps);
-            err = update(&c, m, &g, log_b, &mut f, wa, eps);
+            if truncate && since_build >= REBUILD_EVERY {
+                kernels = Sparse::build(&c, m, &f, &g, eps).zip(Sparse::build(&ct, n, &g, &f, eps));
+                since_build = 0;
+            }
+            err = match &kernels {
+                Some((rows, cols)) => {
+                    cols.update(&f, log_a, &mut g, wb, eps);
+                    rows.update(&g, log_b, &mut f, wa, eps)
+                }
+                None => {
+                    update(&ct, n, &f, log_a, &mut g, wb, eps);
+                    update(&c, m, &g, log_b, &mut f, wa, eps)
+                }
+            };
             iterations += 1;
             stage_iters += 1;
+            since_build = since_build.saturating_add(1);
+            if err < tol && kernels.is_some() {
+                // Confirm with one iteration on the full kernels (entries may have entered
+                // since the build); its error is measured like the others.
+                update(&ct, n, &f, log_a, &mut g, wb, eps);
+                err = update(&c, m, &g, log_b, &mut f, wa, eps);
+                iterations += 1;
+                since_build = REBUILD_EVERY;
+            }
             if err < tol {
                 if last {
                     converged = true;
@@ -280,8 +413,8 @@ mod tests {
             let y = normal(&mut rng, 8 * 2, 1.0);
             let exact = exact_ot(&x, &y, 2);
             let c_max = 40.0; // generous bound on ‖x − y‖² here
-            // Sinkhorn's rate degrades when two couplings are nearly tied (a 1e-9 marginal
-            // error can take 10⁵+ iterations), so this checks at the default tolerance.
+                              // Sinkhorn's rate degrades when two couplings are nearly tied (a 1e-9 marginal
+                              // error can take 10⁵+ iterations), so this checks at the default tolerance.
             for (eps, max_gap) in [(1e-2, 0.1), (1e-3, 1e-2), (1e-4, 1e-3)] {
                 let cfg = SinkhornConfig {
                     epsilon: eps,
@@ -298,9 +431,7 @@ mod tests {
                 let slack = cfg.tolerance * c_max;
                 assert!(r.transport_cost >= exact - slack);
                 assert!(r.transport_cost - exact < max_gap, "eps {eps}");
-                assert!(
-                    (r.regularized_cost - r.transport_cost).abs() <= eps * 8f64.ln() + slack
-                );
+                assert!((r.regularized_cost - r.transport_cost).abs() <= eps * 8f64.ln() + slack);
             }
         }
     }
@@ -322,6 +453,23 @@ mod tests {
         assert!(diff.divergence > 0.5, "{}", diff.divergence);
         // Unequal sizes: mass splits, ⟨P,C⟩ is still ≥ the smaller-ε cost bound 0.
         assert!(diff.ab.transport_cost > diff.divergence);
+    }
+
+    #[test]
+    fn truncated_kernels_give_the_dense_result() {
+        let mut rng = ChaCha8Rng::seed_from_u64(47);
+        let x = normal(&mut rng, 150 * 2, 0.0);
+        let y = normal(&mut rng, 120 * 2, 0.5);
+        let cfg = SinkhornConfig {
+            max_iterations: 3000,
+            ..Default::default()
+        };
+        let sparse = solve_with(&x, &y, 150, 120, 2, &cfg, true);
+        let dense = solve_with(&x, &y, 150, 120, 2, &cfg, false);
+        assert_eq!(sparse.iterations, dense.iterations);
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+        assert!(rel(sparse.transport_cost, dense.transport_cost) < 1e-10);
+        assert!(rel(sparse.regularized_cost, dense.regularized_cost) < 1e-10);
     }
 
     #[test]

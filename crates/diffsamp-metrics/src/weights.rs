@@ -23,7 +23,9 @@ pub struct WeightSummary {
 
 fn check(log_w: &[f64]) -> Result<()> {
     if log_w.is_empty() {
-        return Err(MetricsError::Empty { what: "log-weights" });
+        return Err(MetricsError::Empty {
+            what: "log-weights",
+        });
     }
     if let Some(index) = log_w.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
         return Err(MetricsError::NonFinite {
@@ -139,7 +141,11 @@ mod tests {
         assert!(sum.elbo < sum.log_z);
         // ESS/N → Z²/(N E[w²]) = s·sqrt(2 − s²).
         let ness = s * (2.0 - s * s).sqrt();
-        assert!((sum.normalized_ess - ness).abs() < 0.01, "{}", sum.normalized_ess);
+        assert!(
+            (sum.normalized_ess - ness).abs() < 0.01,
+            "{}",
+            sum.normalized_ess
+        );
     }
 
     #[test]

@@ -96,7 +96,10 @@ fn subsample(s: &Samples, n: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f6
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mu = v.iter().sum::<f64>() / n;
-    (mu, (v.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / n).sqrt())
+    (
+        mu,
+        (v.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / n).sqrt(),
+    )
 }
 
 /// Evaluates `generated` against `reference` for `system` (both already loaded with
@@ -118,9 +121,15 @@ pub fn evaluate(
             reference.dim
         )));
     }
-    let n = opts.n.unwrap_or(usize::MAX).min(generated.n).min(reference.n);
+    let n = opts
+        .n
+        .unwrap_or(usize::MAX)
+        .min(generated.n)
+        .min(reference.n);
     if n == 0 {
-        return Err(Error::Shape("nothing to evaluate: a sample set is empty".into()));
+        return Err(Error::Shape(
+            "nothing to evaluate: a sample set is empty".into(),
+        ));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
     let gen = subsample(generated, n, &mut rng);
@@ -143,7 +152,8 @@ pub fn evaluate(
     if let Some(p) = energy.particles() {
         let layout = m::ParticleLayout::new(p.n, p.spatial);
         w2 = Some(m::geometric_w2(&gen, &refs, layout, &m::GeometricW2Config::default())?.w2);
-        distance_tvd = Some(m::distance_histogram_tvd(&gen, &refs, layout, opts.distance_bins)?.tvd);
+        distance_tvd =
+            Some(m::distance_histogram_tvd(&gen, &refs, layout, opts.distance_bins)?.tvd);
     } else {
         if let Some(cfg) = &opts.sinkhorn {
             let d = m::sinkhorn_divergence(&gen, &refs, dim, cfg)?;
@@ -152,7 +162,12 @@ pub fn evaluate(
             sk_eps = Some(cfg.epsilon);
         }
         if let Some(modes) = &system.modes {
-            let c = m::mode_coverage(&gen, &modes.locations, modes.dim, &m::ModeCoverageConfig::default())?;
+            let c = m::mode_coverage(
+                &gen,
+                &modes.locations,
+                modes.dim,
+                &m::ModeCoverageConfig::default(),
+            )?;
             covered = Some(c.covered);
             n_modes = Some(modes.n_modes);
             mode_tvd = Some(c.tvd_to_uniform);
@@ -197,10 +212,16 @@ impl EvalReport {
     pub fn table(&self) -> String {
         let mut rows: Vec<(String, String)> = vec![
             ("system".into(), self.system.clone()),
-            ("samples used (gen vs ref)".into(), format!("{0} vs {0}", self.n_used)),
+            (
+                "samples used (gen vs ref)".into(),
+                format!("{0} vs {0}", self.n_used),
+            ),
             (
                 "non-finite rows dropped (gen / ref)".into(),
-                format!("{} / {}", self.generated_non_finite_dropped, self.reference_non_finite_dropped),
+                format!(
+                    "{} / {}",
+                    self.generated_non_finite_dropped, self.reference_non_finite_dropped
+                ),
             ),
         ];
         let mut add = |k: &str, v: Option<f64>| {
@@ -223,7 +244,9 @@ impl EvalReport {
         }
         rows.push(("evaluation time (s)".into(), format!("{:.2}", self.seconds)));
         let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        rows.iter().map(|(k, v)| format!("{k:<w$}  {v}\n")).collect()
+        rows.iter()
+            .map(|(k, v)| format!("{k:<w$}  {v}\n"))
+            .collect()
     }
 }
 
@@ -239,8 +262,14 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
         &format!("{name}: energy"),
         "E (kT)",
         &[
-            Series { label: "generated", values: &data.energies_generated },
-            Series { label: "reference", values: &data.energies_reference },
+            Series {
+                label: "generated",
+                values: &data.energies_generated,
+            },
+            Series {
+                label: "reference",
+                values: &data.energies_reference,
+            },
         ],
         80,
     )?;
@@ -254,23 +283,51 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
             &p,
             &format!("{name}: interatomic distances"),
             "distance",
-            &[Series { label: "generated", values: &dg }, Series { label: "reference", values: &dr }],
+            &[
+                Series {
+                    label: "generated",
+                    values: &dg,
+                },
+                Series {
+                    label: "reference",
+                    values: &dr,
+                },
+            ],
             100,
         )?;
         written.push(p);
     } else if data.dim >= 2 {
-        let first2 = |v: &[f64]| -> Vec<f64> { v.chunks_exact(data.dim).flat_map(|r| [r[0], r[1]]).collect() };
+        let first2 = |v: &[f64]| -> Vec<f64> {
+            v.chunks_exact(data.dim)
+                .flat_map(|r| [r[0], r[1]])
+                .collect()
+        };
         let (g, r) = (first2(&data.generated), first2(&data.reference));
-        let marks = system
-            .modes
-            .as_ref()
-            .map(|md| md.locations.chunks_exact(md.dim).flat_map(|r| [r[0], r[1]]).collect::<Vec<f64>>());
+        let marks = system.modes.as_ref().map(|md| {
+            md.locations
+                .chunks_exact(md.dim)
+                .flat_map(|r| [r[0], r[1]])
+                .collect::<Vec<f64>>()
+        });
         let p = dir.join("samples_2d.png");
-        let title = if data.dim == 2 { format!("{name}") } else { format!("{name}: coordinates 1-2") };
+        let title = if data.dim == 2 {
+            name.to_string()
+        } else {
+            format!("{name}: coordinates 1-2")
+        };
         scatter_2d(
             &p,
             &title,
-            &[Series { label: "generated", values: &g }, Series { label: "reference", values: &r }],
+            &[
+                Series {
+                    label: "generated",
+                    values: &g,
+                },
+                Series {
+                    label: "reference",
+                    values: &r,
+                },
+            ],
             marks.as_deref(),
         )?;
         written.push(p);

@@ -3,9 +3,12 @@
 //! Time convention (all methods): t = 0 is the start / noise side, t = 1 the sample.
 pub mod error;
 pub mod evaluate;
+pub mod geometry;
 pub mod io;
+pub mod methods;
 pub mod nn;
 pub mod report;
+pub mod sde;
 
 pub use diffsamp_energy as energy;
 pub use diffsamp_mcmc as mcmc;

@@ -37,7 +37,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             a.system
         );
     }
-    if let Some(row) = arr.data.chunks_exact(dim).position(|r| r.iter().any(|v| !v.is_finite())) {
+    if let Some(row) = arr
+        .data
+        .chunks_exact(dim)
+        .position(|r| r.iter().any(|v| !v.is_finite()))
+    {
         bail!("{}: row {row} contains NaN or inf", a.input.display());
     }
     let out = EnergyBatch::evaluate(&energy, &arr.data).context("evaluating energies")?;
@@ -46,6 +50,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         write_npy(g, &arr.shape, &out.grads, true)?;
     }
     let mean = out.energies.iter().sum::<f64>() / n.max(1) as f64;
-    eprintln!("{n} configurations, mean energy {mean:.4} kT -> {}", a.out.display());
+    eprintln!(
+        "{n} configurations, mean energy {mean:.4} kT -> {}",
+        a.out.display()
+    );
     Ok(())
 }

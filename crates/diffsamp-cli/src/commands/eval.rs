@@ -41,7 +41,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let system = registry::system(&a.system)?;
     let gen = load_samples(&a.samples, system.energy.as_ref()).context("generated samples")?;
-    let reference = load_samples(&a.reference, system.energy.as_ref()).context("reference samples")?;
+    let reference =
+        load_samples(&a.reference, system.energy.as_ref()).context("reference samples")?;
     let opts = EvalOptions {
         n: (a.n > 0).then_some(a.n),
         seed: a.seed,
@@ -63,7 +64,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
-        std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
         eprintln!("metrics -> {}", p.display());
     }
     if let Some(dir) = &a.plots {

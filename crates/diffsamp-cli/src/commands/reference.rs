@@ -42,8 +42,10 @@ pub struct Args {
 }
 
 fn load_config(path: &Path) -> anyhow::Result<ReferenceConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg: ReferenceConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: ReferenceConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(cfg)
 }
 
@@ -54,7 +56,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let system = registry::system(&a.system)?;
     let energy = system.energy.as_ref();
     let use_exact = match a.method {
-        Method::Exact if system.exact.is_none() => bail!("system '{}' has no exact sampler; use --method mcmc", a.system),
+        Method::Exact if system.exact.is_none() => bail!(
+            "system '{}' has no exact sampler; use --method mcmc",
+            a.system
+        ),
         Method::Exact => true,
         Method::Mcmc => false,
         Method::Auto => system.exact.is_some(),
@@ -68,7 +73,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let energies = energies_batch(energy, &samples)?;
         write_npy(&a.out, &[a.n, energy.dim()], &samples, false)?;
         let (mean, std) = mean_std(&energies);
-        eprintln!("{} exact samples of {}: E = {mean:.4} ± {std:.4} -> {}", a.n, a.system, a.out.display());
+        eprintln!(
+            "{} exact samples of {}: E = {mean:.4} ± {std:.4} -> {}",
+            a.n,
+            a.system,
+            a.out.display()
+        );
         serde_json::json!({
             "system": a.system, "method": "exact", "n": a.n, "seed": a.seed,
             "energy_mean": mean, "energy_std": std, "energy_evals": 0,
@@ -136,5 +146,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    (m, (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt())
+    (
+        m,
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
+    )
 }

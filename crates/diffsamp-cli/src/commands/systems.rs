@@ -3,7 +3,10 @@
 use diffsamp::energy::registry;
 
 pub fn run() -> anyhow::Result<()> {
-    println!("{:<14} {:>5}  {:<10} {:<6} {:>10}", "system", "dim", "particles", "exact", "log Z");
+    println!(
+        "{:<14} {:>5}  {:<10} {:<6} {:>10}",
+        "system", "dim", "particles", "exact", "log Z"
+    );
     for name in registry::known_systems() {
         let s = registry::system(name)?;
         let particles = s
@@ -11,7 +14,10 @@ pub fn run() -> anyhow::Result<()> {
             .particles()
             .map(|p| format!("{}x{}", p.n, p.spatial))
             .unwrap_or_else(|| "-".into());
-        let log_z = s.log_z.map(|z| format!("{z:.5}")).unwrap_or_else(|| "-".into());
+        let log_z = s
+            .log_z
+            .map(|z| format!("{z:.5}"))
+            .unwrap_or_else(|| "-".into());
         println!(
             "{:<14} {:>5}  {:<10} {:<6} {:>10}",
             name,

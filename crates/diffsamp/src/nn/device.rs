@@ -27,7 +27,8 @@ mod tests {
         let x = Tensor::from_slice(&[0.5f64, -1.0, 2.0]).set_requires_grad(true);
         let f = x.pow_tensor_scalar(3).sum(Kind::Double);
         let g = Tensor::run_backward(&[&f], &[&x], true, true)[0].shallow_clone();
-        let gg = Tensor::run_backward(&[&g.sum(Kind::Double)], &[&x], false, false)[0].shallow_clone();
+        let gg =
+            Tensor::run_backward(&[&g.sum(Kind::Double)], &[&x], false, false)[0].shallow_clone();
         let got: Vec<f64> = Vec::try_from(&gg).unwrap();
         assert_eq!(got, vec![3.0, -6.0, 12.0]);
     }

@@ -1,2 +1,30 @@
-//! Neural networks on libtorch (tch): devices and thread settings.
+//! Neural networks on libtorch (tch): devices and thread settings, control networks.
+pub mod adam;
+pub mod alloc;
 pub mod device;
+pub mod egnn;
+pub(crate) mod layers;
+pub mod mlp;
+
+pub use adam::{Adam, AdamConfig};
+pub use egnn::{Aggregation, Egnn, EgnnConfig};
+pub use mlp::{Mlp, MlpConfig};
+
+use tch::Tensor;
+
+/// A control network v_θ(t, x) (the drift of the controlled SDE is σ(t)² v, REFERENCE §1.4).
+///
+/// Shapes: `t` is `[batch]` (one time per row), `x` is `[batch, dim]` (particle systems:
+/// row-major `[n_particles, spatial]` per row); the result is `[batch, dim]`. Floating kind
+/// follows the network (f32).
+pub trait Control {
+    /// v_θ(t, x), `[batch, dim]`.
+    fn control(&self, t: &Tensor, x: &Tensor) -> Tensor;
+}
+
+/// Any `Fn(t, x) -> v` is a control (analytic controls in tests, wrappers).
+impl<F: Fn(&Tensor, &Tensor) -> Tensor> Control for F {
+    fn control(&self, t: &Tensor, x: &Tensor) -> Tensor {
+        self(t, x)
+    }
+}

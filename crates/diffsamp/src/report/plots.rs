@@ -54,7 +54,13 @@ fn finite_range(series: &[Series], clip_quantile: f64) -> Option<(f64, f64)> {
 
 /// Density histograms of several series on common bins, drawn as step lines.
 /// The x range spans the 0.5%–99.5% quantiles of all values (outliers do not squash the plot).
-pub fn histogram_overlay(path: &Path, title: &str, x_label: &str, series: &[Series], bins: usize) -> Result<()> {
+pub fn histogram_overlay(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    series: &[Series],
+    bins: usize,
+) -> Result<()> {
     register_font();
     let (lo, hi) = finite_range(series, 0.005).ok_or_else(|| plot_err(path, "no finite values"))?;
     let width = (hi - lo) / bins as f64;
@@ -72,7 +78,13 @@ pub fn histogram_overlay(path: &Path, title: &str, x_label: &str, series: &[Seri
             c.iter().map(|x| x / norm).collect()
         })
         .collect();
-    let ymax = densities.iter().flatten().copied().fold(0.0, f64::max).max(1e-12) * 1.1;
+    let ymax = densities
+        .iter()
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max)
+        .max(1e-12)
+        * 1.1;
 
     let root = BitMapBackend::new(path, (800, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
@@ -103,7 +115,9 @@ pub fn histogram_overlay(path: &Path, title: &str, x_label: &str, series: &[Seri
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(|e| plot_err(path, e))?
             .label(format!("{} (n={})", s.label, s.values.len()))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -118,11 +132,19 @@ pub fn histogram_overlay(path: &Path, title: &str, x_label: &str, series: &[Seri
 
 /// Side-by-side scatter plots of 2-D samples (`[n, 2]` row-major each) on a shared extent,
 /// with optional marked points (e.g. mixture means).
-pub fn scatter_2d(path: &Path, title: &str, panels: &[Series], marks: Option<&[f64]>) -> Result<()> {
+pub fn scatter_2d(
+    path: &Path,
+    title: &str,
+    panels: &[Series],
+    marks: Option<&[f64]>,
+) -> Result<()> {
     register_font();
     let xs: Vec<Series> = panels
         .iter()
-        .map(|p| Series { label: p.label, values: p.values })
+        .map(|p| Series {
+            label: p.label,
+            values: p.values,
+        })
         .collect();
     let (lo, hi) = finite_range(&xs, 0.001).ok_or_else(|| plot_err(path, "no finite values"))?;
     let root = BitMapBackend::new(path, (520 * panels.len() as u32, 560)).into_drawing_area();
@@ -130,9 +152,17 @@ pub fn scatter_2d(path: &Path, title: &str, panels: &[Series], marks: Option<&[f
     let root = root
         .titled(title, (FONT, 24))
         .map_err(|e| plot_err(path, e))?;
-    for (i, (area, p)) in root.split_evenly((1, panels.len())).iter().zip(panels).enumerate() {
+    for (i, (area, p)) in root
+        .split_evenly((1, panels.len()))
+        .iter()
+        .zip(panels)
+        .enumerate()
+    {
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{} (n={})", p.label, p.values.len() / 2), (FONT, 18))
+            .caption(
+                format!("{} (n={})", p.label, p.values.len() / 2),
+                (FONT, 18),
+            )
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(44)
@@ -154,7 +184,10 @@ pub fn scatter_2d(path: &Path, title: &str, panels: &[Series], marks: Option<&[f
             .map_err(|e| plot_err(path, e))?;
         if let Some(m) = marks {
             chart
-                .draw_series(m.chunks_exact(2).map(|q| Cross::new((q[0], q[1]), 4, BLACK.stroke_width(1))))
+                .draw_series(
+                    m.chunks_exact(2)
+                        .map(|q| Cross::new((q[0], q[1]), 4, BLACK.stroke_width(1))),
+                )
                 .map_err(|e| plot_err(path, e))?;
         }
     }
@@ -173,9 +206,34 @@ mod tests {
         let a: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.37).sin()).collect();
         let b: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.11).cos() * 1.2).collect();
         let h = dir.join("h.png");
-        histogram_overlay(&h, "t", "E", &[Series { label: "a", values: &a }, Series { label: "b", values: &b }], 40).unwrap();
+        histogram_overlay(
+            &h,
+            "t",
+            "E",
+            &[
+                Series {
+                    label: "a",
+                    values: &a,
+                },
+                Series {
+                    label: "b",
+                    values: &b,
+                },
+            ],
+            40,
+        )
+        .unwrap();
         let s = dir.join("s.png");
-        scatter_2d(&s, "t", &[Series { label: "a", values: &a }], Some(&[0.0, 0.0])).unwrap();
+        scatter_2d(
+            &s,
+            "t",
+            &[Series {
+                label: "a",
+                values: &a,
+            }],
+            Some(&[0.0, 0.0]),
+        )
+        .unwrap();
         for p in [h, s] {
             let bytes = std::fs::read(&p).unwrap();
             assert_eq!(&bytes[1..4], b"PNG", "{}", p.display());
@@ -186,6 +244,16 @@ mod tests {
     #[test]
     fn empty_input_is_an_error() {
         let p = std::env::temp_dir().join("diffsamp-never.png");
-        assert!(histogram_overlay(&p, "t", "E", &[Series { label: "a", values: &[f64::NAN] }], 10).is_err());
+        assert!(histogram_overlay(
+            &p,
+            "t",
+            "E",
+            &[Series {
+                label: "a",
+                values: &[f64::NAN]
+            }],
+            10
+        )
+        .is_err());
     }
 }

@@ -1,0 +1,240 @@
+//! End-to-end checks of the `diffsamp` binary: outputs on good input, named errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn diffsamp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffsamp"))
+        .args(args)
+        .output()
+        .expect("the diffsamp binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("diffsamp-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn exact_reference_then_eval_writes_json_and_plots() {
+    let d = tmp("exact");
+    let (a, b) = (d.join("a.npy"), d.join("b.npy"));
+    for (p, seed) in [(&a, "1"), (&b, "2")] {
+        let o = diffsamp(&[
+            "reference",
+            "--system",
+            "many-well-5",
+            "--n",
+            "300",
+            "--seed",
+            seed,
+            "--out",
+            s(p),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let json = d.join("m.json");
+    let plots = d.join("plots");
+    let o = diffsamp(&[
+        "eval",
+        "--system",
+        "many-well-5",
+        "--samples",
+        s(&a),
+        "--reference",
+        s(&b),
+        "--n",
+        "300",
+        "--sinkhorn-eps",
+        "0.1",
+        "--json",
+        s(&json),
+        "--plots",
+        s(&plots),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["n_used"], 300);
+    // Two exact sample sets of the same target: all 32 modes appear and the energy W2 is small
+    // (its sd at n = 300 is ~0.1 kT for this target).
+    assert_eq!(report["modes_covered"], 32);
+    assert!(report["energy_w2"].as_f64().unwrap() < 0.5, "{report}");
+    assert!(plots.join("energy_histogram.png").exists());
+    assert!(plots.join("samples_2d.png").exists());
+    std::fs::remove_dir_all(d).ok();
+}
+
+#[test]
+fn energy_command_writes_energies_and_gradients() {
+    let d = tmp("energy");
+    let x = d.join("x.npy");
+    let o = diffsamp(&[
+        "reference",
+        "--system",
+        "gmm40",
+        "--n",
+        "10",
+        "--out",
+        s(&x),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (e, g) = (d.join("e.npy"), d.join("g.npy"));
+    let o = diffsamp(&[
+        "energy",
+        "--system",
+        "gmm40",
+        "--input",
+        s(&x),
+        "--out",
+        s(&e),
+        "--grad",
+        s(&g),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = diffsamp::io::read_npy(&e).unwrap();
+    let g = diffsamp::io::read_npy(&g).unwrap();
+    assert_eq!(e.shape, vec![10]);
+    assert_eq!(g.shape, vec![10, 2]);
+    assert!(e.data.iter().all(|v| v.is_finite()));
+    std::fs::remove_dir_all(d).ok();
+}
+
+#[test]
+fn bad_input_fails_with_a_named_error() {
+    let d = tmp("bad");
+    let missing = d.join("missing.npy");
+    let o = diffsamp(&[
+        "eval",
+        "--system",
+        "dw4",
+        "--samples",
+        s(&missing),
+        "--reference",
+        s(&missing),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing.npy"), "{}", stderr(&o));
+
+    let o = diffsamp(&[
+        "reference",
+        "--system",
+        "no-such-system",
+        "--out",
+        s(&d.join("x.npy")),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no-such-system") && stderr(&o).contains("lj13"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A 2-D sample file given to the 8-D DW-4 system.
+    let x = d.join("x2.npy");
+    assert!(
+        diffsamp(&["reference", "--system", "gmm40", "--n", "5", "--out", s(&x)])
+            .status
+            .success()
+    );
+    let o = diffsamp(&[
+        "eval",
+        "--system",
+        "dw4",
+        "--samples",
+        s(&x),
+        "--reference",
+        s(&x),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("x2.npy") && stderr(&o).contains("[5, 2]"),
+        "{}",
+        stderr(&o)
+    );
+
+    let corrupt = d.join("corrupt.npy");
+    std::fs::write(&corrupt, b"\x93NUMPY garbage").unwrap();
+    let o = diffsamp(&[
+        "energy",
+        "--system",
+        "gmm40",
+        "--input",
+        s(&corrupt),
+        "--out",
+        s(&d.join("e.npy")),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("corrupt.npy"), "{}", stderr(&o));
+
+    let o = diffsamp(&[
+        "reference",
+        "--system",
+        "dw4",
+        "--method",
+        "exact",
+        "--out",
+        s(&d.join("y.npy")),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no exact sampler"), "{}", stderr(&o));
+
+    let o = diffsamp(&[
+        "energy",
+        "--system",
+        "gmm40",
+        "--input",
+        s(&x),
+        "--out",
+        s(&d.join("e.npy")),
+        "--temperature=-1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).to_lowercase().contains("temperature"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(d).ok();
+}
+
+#[test]
+fn nan_rows_are_dropped_and_counted() {
+    let d = tmp("nan");
+    let x = d.join("x.npy");
+    let mut data: Vec<f64> = (0..40).map(|i| (i as f64 * 0.7).sin() * 3.0).collect();
+    data[4] = f64::NAN;
+    data[9] = f64::INFINITY;
+    diffsamp::io::write_npy(&x, &[20, 2], &data, false).unwrap();
+    let json = d.join("m.json");
+    let o = diffsamp(&[
+        "eval",
+        "--system",
+        "gmm40",
+        "--samples",
+        s(&x),
+        "--reference",
+        s(&x),
+        "--n",
+        "0",
+        "--sinkhorn-eps",
+        "0",
+        "--json",
+        s(&json),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["generated_non_finite_dropped"], 2);
+    assert_eq!(report["n_used"], 18);
+    std::fs::remove_dir_all(d).ok();
+}

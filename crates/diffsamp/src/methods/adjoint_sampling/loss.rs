@@ -1,0 +1,245 @@
+//! Terminal adjoint and the Reciprocal Adjoint Matching loss (REFERENCE §1.3–1.4).
+
+use crate::energy::Particles;
+use crate::nn::Control;
+use crate::sde::{remove_com, NoiseSource, Schedule};
+use tch::{Kind, Tensor};
+
+/// Scales `g` in place so that ‖g‖ ≤ `max_norm` (unchanged when already inside the ball).
+fn clip_norm(g: &mut [f64], max_norm: f64) {
+    let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+    if norm > max_norm {
+        let s = max_norm / norm;
+        g.iter_mut().for_each(|v| *v *= s);
+    }
+}
+
+/// Terminal adjoint of Adjoint Sampling for a batch, in f64 (REFERENCE §1.3):
+///
+/// a(X_1) = clip(∇E(X_1)) − X_1 / h²(1),  then COM removed for particle systems.
+///
+/// `x1` and `grad` are row-major `[batch, dim]` (∇E from the energy); `h2_terminal` = h²(1).
+/// Clipping (when `max_norm` is given) acts on ∇E only, before the base term is added: per
+/// particle (each `spatial`-vector) for particle systems, per row for vector targets.
+/// Returns `[batch, dim]`.
+pub fn terminal_adjoint(
+    x1: &[f64],
+    grad: &[f64],
+    dim: usize,
+    h2_terminal: f64,
+    particles: Option<Particles>,
+    max_norm: Option<f64>,
+) -> Vec<f64> {
+    assert_eq!(x1.len(), grad.len(), "x1 and grad differ in length");
+    assert!(
+        dim > 0 && x1.len().is_multiple_of(dim),
+        "x1 is not [batch, dim]"
+    );
+    if let Some(p) = particles {
+        assert_eq!(p.dim(), dim, "particle layout does not match dim");
+    }
+    let mut a = grad.to_vec();
+    if let Some(m) = max_norm {
+        let group = particles.map_or(dim, |p| p.spatial);
+        a.chunks_exact_mut(group).for_each(|g| clip_norm(g, m));
+    }
+    let inv_h2 = 1.0 / h2_terminal;
+    a.iter_mut().zip(x1).for_each(|(ai, xi)| *ai -= xi * inv_h2);
+    if let Some(p) = particles {
+        p.remove_com_batch(&mut a);
+    }
+    a
+}
+
+/// A draw X_t from the base bridge given X_1 (REFERENCE §1.2).
+#[derive(Debug)]
+pub struct BridgeSample {
+    /// Times t ~ U[0, 1], `[batch]` (kind of X_1).
+    pub t: Tensor,
+    /// X_t = (h²(t)/h²(1)) X_1 + √(h²(t) α²(t)/h²(1)) ε, `[batch, dim]`; ε is drawn in full
+    /// dimension and its COM removed for particle systems.
+    pub x_t: Tensor,
+}
+
+/// Draws t ~ U[0, 1] and X_t | X_1 from the base bridge of `schedule` for every row of `x1`
+/// `[batch, dim]`.
+pub fn sample_bridge(
+    schedule: &dyn Schedule,
+    x1: &Tensor,
+    particles: Option<Particles>,
+    noise: &mut dyn NoiseSource,
+) -> BridgeSample {
+    let size = x1.size();
+    let (batch, kind, device) = (size[0], x1.kind(), x1.device());
+    let ts = noise.uniform(batch as usize);
+    let (mut coef, mut std) = (Vec::with_capacity(ts.len()), Vec::with_capacity(ts.len()));
+    for &t in &ts {
+        let b = schedule.bridge(t);
+        coef.push(b.mean_coef);
+        std.push(b.var.sqrt());
+    }
+    let col = |v: &[f64]| {
+        Tensor::from_slice(v)
+            .to_kind(kind)
+            .to_device(device)
+            .view([-1, 1])
+    };
+    let mut eps = noise.standard_normal(&size, kind, device);
+    if let Some(p) = particles {
+        eps = remove_com(&eps, p);
+    }
+    let x_t = x1 * col(&coef) + eps * col(&std);
+    BridgeSample {
+        t: Tensor::from_slice(&ts).to_kind(kind).to_device(device),
+        x_t,
+    }
+}
+
+/// Reciprocal Adjoint Matching loss (REFERENCE §1.4):
+///
+/// L(θ) = mean over batch × dim of (v_θ(t, X_t) + a(X_1))²,
+/// t ~ U[0, 1], X_t ~ base bridge given X_1 ([`sample_bridge`]).
+///
+/// `x1` and `adjoint` are `[batch, dim]` (network kind, f32); returns a scalar tensor that
+/// carries gradients to the control's parameters.
+pub fn ram_loss(
+    control: &dyn Control,
+    schedule: &dyn Schedule,
+    x1: &Tensor,
+    adjoint: &Tensor,
+    particles: Option<Particles>,
+    noise: &mut dyn NoiseSource,
+) -> Tensor {
+    let bridge = tch::no_grad(|| sample_bridge(schedule, x1, particles, noise));
+    let v = control.control(&bridge.t, &bridge.x_t);
+    (v + adjoint).square().mean(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::layers::testing::torch_rng;
+    use crate::sde::{Geometric, HostNoise};
+    use tch::Device;
+
+    fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol)
+    }
+
+    #[test]
+    fn adjoint_matches_hand_computation_with_per_particle_clipping() {
+        let p = Particles { n: 2, spatial: 2 };
+        let x1 = [1.0, 0.0, -1.0, 0.0];
+        let grad = [3.0, 4.0, 0.1, 0.2];
+        // Particle 0: ∇E (3, 4) has norm 5 → (0.6, 0.8); particle 1 untouched.
+        // a = clip(∇E) − x1/2 = (0.1, 0.8, 0.6, 0.2); COM (0.35, 0.5) removed.
+        let a = terminal_adjoint(&x1, &grad, 4, 2.0, Some(p), Some(1.0));
+        assert!(close(&a, &[-0.25, 0.3, 0.25, -0.3], 1e-12), "{a:?}");
+        // Without clipping: (2.5, 4, 0.6, 0.2) − COM (1.55, 2.1).
+        let a = terminal_adjoint(&x1, &grad, 4, 2.0, Some(p), None);
+        assert!(close(&a, &[0.95, 1.9, -0.95, -1.9], 1e-12), "{a:?}");
+    }
+
+    #[test]
+    fn clipping_acts_on_the_energy_gradient_only() {
+        // The base term −x/h² is never clipped: huge x with zero gradient passes through.
+        let a = terminal_adjoint(&[1000.0, 0.0], &[0.0, 0.0], 2, 1.0, None, Some(1.0));
+        assert!(close(&a, &[-1000.0, 0.0], 1e-12));
+        // Vector targets: whole-row norm, per row of a batch.
+        let a = terminal_adjoint(&[0.0; 4], &[30.0, 40.0, 0.3, 0.4], 2, 1.0, None, Some(10.0));
+        assert!(close(&a, &[6.0, 8.0, 0.3, 0.4], 1e-12), "{a:?}");
+        // Particle clipping at the paper's 100: a per-particle force of norm 500 → 100.
+        let p = Particles { n: 2, spatial: 1 };
+        let a = terminal_adjoint(&[0.0, 0.0], &[500.0, -500.0], 2, 1.0, Some(p), Some(100.0));
+        assert!(close(&a, &[100.0, -100.0], 1e-12));
+    }
+
+    #[test]
+    fn loss_of_the_zero_control_is_the_mean_squared_adjoint() {
+        let s = Geometric::default();
+        let x1 = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0]).view([2, 2]);
+        let a = Tensor::from_slice(&[1.0f32, 2.0, -3.0, 0.5]).view([2, 2]);
+        let zero = |_t: &Tensor, x: &Tensor| x.zeros_like();
+        let mut noise = HostNoise::seeded(0);
+        let l = ram_loss(&zero, &s, &x1, &a, None, &mut noise).double_value(&[]);
+        assert!((l - (1.0 + 4.0 + 9.0 + 0.25) / 4.0).abs() < 1e-6);
+        // v = −a exactly (a control that ignores t and x but knows the batch): loss 0.
+        let a2 = a.shallow_clone();
+        let oracle = move |_t: &Tensor, _x: &Tensor| -&a2;
+        assert_eq!(
+            ram_loss(&oracle, &s, &x1, &a, None, &mut noise).double_value(&[]),
+            0.0
+        );
+    }
+
+    #[test]
+    fn bridge_samples_are_com_free_and_have_the_bridge_moments() {
+        let _rng = torch_rng();
+        let s = Geometric::new(1e-3, 1.5).unwrap();
+        let p = Particles { n: 4, spatial: 2 };
+        let x1 = remove_com(&Tensor::randn([3000, 8], (Kind::Float, Device::Cpu)), p);
+        let mut noise = HostNoise::seeded(4);
+        let b = sample_bridge(&s, &x1, Some(p), &mut noise);
+        assert_eq!(b.t.size(), vec![3000]);
+        let com = b.x_t.view([-1, 4, 2]).mean_dim(1, false, None);
+        assert!(com.abs().max().double_value(&[]) < 1e-5);
+        // Standardised residual (X_t − c X_1)/std has variance (n − 1)/n in the COM-free space.
+        let ts: Vec<f64> = Vec::try_from(&b.t.to_kind(Kind::Double)).unwrap();
+        let coef: Vec<f32> = ts.iter().map(|&t| s.bridge(t).mean_coef as f32).collect();
+        let std: Vec<f32> = ts
+            .iter()
+            .map(|&t| s.bridge(t).var.sqrt().max(1e-12) as f32)
+            .collect();
+        let c = Tensor::from_slice(&coef).view([-1, 1]);
+        let sd = Tensor::from_slice(&std).view([-1, 1]);
+        let z = (&b.x_t - &x1 * c) / sd;
+        let var = z.square().mean(Kind::Double).double_value(&[]);
+        assert!((var / 0.75 - 1.0).abs() < 0.05, "{var}");
+    }
+
+    #[test]
+    fn analytic_optimal_control_of_a_gaussian_target_is_a_stationary_point() {
+        let _rng = torch_rng();
+        // Target N(0, s² I): a(x) = c x with c = 1/s² − 1/h²(1). Under the optimal process the
+        // bridge is the base bridge, so v*(t, x) = −E[a(X_1) | X_t = x]
+        //   = −c κ s² / (κ² s² + β) · x,  κ = h²(t)/h²(1), β = h²(t)α²(t)/h²(1).
+        // Scaling v = λ v*: dL/dλ vanishes at λ = 1 and is −2 E[v*²] at λ = 0.
+        let s = Geometric::new(1e-3, 1.0).unwrap();
+        let s2 = 0.5f64;
+        let c = 1.0 / s2 - 1.0 / s.h2_terminal();
+        let (batch, dim) = (100_000i64, 2i64);
+        tch::manual_seed(11);
+        let x1 = Tensor::randn([batch, dim], (Kind::Float, Device::Cpu)) * s2.sqrt();
+        let a = &x1 * c;
+        let sched = s;
+        let grad_at = |lambda: f64| {
+            let lam = Tensor::from_slice(&[lambda as f32]).set_requires_grad(true);
+            let l2 = lam.shallow_clone();
+            let ctrl = move |t: &Tensor, x: &Tensor| {
+                let ts: Vec<f64> = Vec::try_from(&t.to_kind(Kind::Double)).unwrap();
+                let k: Vec<f32> = ts
+                    .iter()
+                    .map(|&t| {
+                        let b = sched.bridge(t);
+                        let kappa = b.mean_coef;
+                        let denom = kappa * kappa * s2 + b.var;
+                        if denom > 0.0 {
+                            (-c * kappa * s2 / denom) as f32
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                x * Tensor::from_slice(&k).view([-1, 1]) * &l2
+            };
+            let mut noise = HostNoise::seeded(12);
+            let loss = ram_loss(&ctrl, &s, &x1, &a, None, &mut noise);
+            loss.backward();
+            lam.grad().double_value(&[0])
+        };
+        let g1 = grad_at(1.0);
+        let g0 = grad_at(0.0);
+        assert!(g0 < 0.0, "{g0}");
+        assert!(g1.abs() < 0.03 * g0.abs(), "dL/dλ at 1: {g1}, at 0: {g0}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Adjoint Sampling (Havens et al. 2025): reciprocal adjoint matching with a replay buffer.
+pub mod loss;
+pub mod replay_buffer;
+pub mod trainer;
+
+pub use loss::{ram_loss, sample_bridge, terminal_adjoint, BridgeSample};
+pub use replay_buffer::{BufferBatch, ReplayBuffer};
+pub use trainer::{EpochReport, Trainer, TrainerSettings};

@@ -1,0 +1,2 @@
+//! Sampling methods built on the shared SDE, network and energy pieces.
+pub mod adjoint_sampling;
