@@ -21,7 +21,7 @@ command -v "$py" >/dev/null || { echo "bootstrap: python3 with pip is needed to 
 echo "bootstrap: installing libtorch (torch==2.13.0 wheel, ~540 MB download) into $torch_dir" >&2
 rm -rf "$torch_dir" "$link_dir"
 mkdir -p "$deps"
-"$py" -m pip install --quiet --disable-pip-version-check --no-deps --target "$torch_dir" \
+"$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$torch_dir" \
     torch==2.13.0 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
 
 lib="$torch_dir/torch/lib"

@@ -8,6 +8,7 @@
 
 use diffsamp_energy::data::{read_npy, shared_data_file};
 use diffsamp_energy::{DoubleWell, Energy, LennardJones};
+use diffsamp_mcmc::diagnostics::mean_std;
 use diffsamp_mcmc::{default_config_for, run_reference, Silent};
 
 fn energy_w2(a: &[f64], b: &[f64]) -> f64 {
@@ -22,15 +23,6 @@ fn energy_w2(a: &[f64], b: &[f64]) -> f64 {
         .sum::<f64>()
         / a.len() as f64)
         .sqrt()
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    (
-        m,
-        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
-    )
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -215,6 +215,14 @@ pub fn split_rhat(traces: &[Vec<f64>]) -> f64 {
     (((nf - 1.0) / nf * w + b_over_n) / w).sqrt()
 }
 
+/// Mean and population standard deviation (1/n) of `v`.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mu = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|a| (a - mu) * (a - mu)).sum::<f64>() / n;
+    (mu, var.sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Reference-sample driver: configuration, presets per system, and the warm-up/sampling loop.
 
 use crate::chain::{Ensemble, EnsembleSpec};
-use crate::diagnostics::Diagnostics;
+use crate::diagnostics::{mean_std, Diagnostics};
 use crate::error::McmcError;
 use crate::init::InitConfig;
 use crate::kernel::{Kernel, KernelKind};
@@ -243,13 +243,6 @@ impl ReferenceResult {
     pub fn energy_mean_std(&self) -> (f64, f64) {
         mean_std(&self.energies)
     }
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mu = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|a| (a - mu) * (a - mu)).sum::<f64>() / n;
-    (mu, var.sqrt())
 }
 
 /// Runs the reference sampler on `energy` with `config`, reporting progress to `observer`.

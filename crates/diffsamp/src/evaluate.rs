@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::io::Samples;
 use crate::report::{histogram_overlay, scatter_2d, Series};
 use diffsamp_energy::{energies_batch, registry::System};
+use diffsamp_mcmc::diagnostics::mean_std;
 use diffsamp_metrics as m;
 use rand::seq::index::sample as sample_indices;
 use rand::SeedableRng;
@@ -91,15 +92,6 @@ fn subsample(s: &Samples, n: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f6
     let mut idx = sample_indices(rng, s.n, n).into_vec();
     idx.sort_unstable();
     idx.iter().flat_map(|&i| s.row(i).iter().copied()).collect()
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mu = v.iter().sum::<f64>() / n;
-    (
-        mu,
-        (v.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / n).sqrt(),
-    )
 }
 
 /// Evaluates `generated` against `reference` for `system` (both already loaded with

@@ -4,6 +4,7 @@ use crate::progress::Phase;
 use anyhow::{bail, Context};
 use diffsamp::energy::{energies_batch, registry};
 use diffsamp::io::write_npy;
+use diffsamp::mcmc::diagnostics::mean_std;
 use diffsamp::mcmc::progress::{Progress, Stage};
 use diffsamp::mcmc::reference::{default_config_for, run_reference, ReferenceConfig};
 use rand::SeedableRng;
@@ -141,13 +142,4 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     std::fs::write(&summary_path, serde_json::to_string_pretty(&summary)?)
         .with_context(|| format!("writing {}", summary_path.display()))?;
     Ok(())
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    (
-        m,
-        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
-    )
 }
