@@ -255,9 +255,18 @@ fn to_host(x: &tch::Tensor) -> Vec<f64> {
 }
 
 /// File names inside a checkpoint directory.
-const WEIGHTS: &str = "weights.safetensors";
-const OPTIMIZER: &str = "optimizer.safetensors";
+/// The tensor files carry the epoch in their names, so writing a new checkpoint never touches
+/// the files the current `trainer_state.json` points to; renaming that JSON into place is the
+/// single commit point (a kill at any moment leaves one complete checkpoint).
 const STATE: &str = "trainer_state.json";
+
+fn weights_file(epoch: usize) -> String {
+    format!("weights-{epoch:08}.safetensors")
+}
+
+fn optimizer_file(epoch: usize) -> String {
+    format!("optimizer-{epoch:08}.safetensors")
+}
 
 /// Everything of a [`Trainer`] besides tensors: loop counters, buffer and noise stream.
 #[derive(Serialize, Deserialize)]
@@ -281,12 +290,12 @@ impl Trainer {
     /// Resuming from it with [`Trainer::load_checkpoint`] continues bit for bit.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let weights = dir.join(WEIGHTS);
+        let weights = dir.join(weights_file(self.epoch));
         self.vs.save(&weights).map_err(|e| Error::Format {
             path: weights.clone(),
             why: e.to_string(),
         })?;
-        self.optimizer.save(&dir.join(OPTIMIZER))?;
+        self.optimizer.save(&dir.join(optimizer_file(self.epoch)))?;
         let state = TrainerState {
             settings: self.settings.clone(),
             epoch: self.epoch,
@@ -299,10 +308,22 @@ impl Trainer {
             path: path.clone(),
             why: e.to_string(),
         })?;
-        // Write-then-rename so a kill mid-write leaves the previous state intact.
         let tmp = dir.join(format!("{STATE}.tmp"));
         std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        // Committed: tensor files of other epochs are no longer referenced.
+        let keep = [weights_file(self.epoch), optimizer_file(self.epoch)];
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = (name.starts_with("weights-") || name.starts_with("optimizer-"))
+                && name.ends_with(".safetensors")
+                && !keep.contains(&name);
+            if stale {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer, which
@@ -321,12 +342,13 @@ impl Trainer {
             });
         }
         state.buffer.validate()?;
-        let weights = dir.join(WEIGHTS);
+        let weights = dir.join(weights_file(state.epoch));
         self.vs.load(&weights).map_err(|e| Error::Format {
             path: weights.clone(),
             why: e.to_string(),
         })?;
-        self.optimizer.load(&dir.join(OPTIMIZER))?;
+        self.optimizer
+            .load(&dir.join(optimizer_file(state.epoch)))?;
         self.epoch = state.epoch;
         self.energy_evals = state.energy_evals;
         self.buffer = state.buffer;
@@ -517,6 +539,44 @@ mod tests {
         // Different settings are refused.
         let mut c = trainer(22);
         assert!(c.load_checkpoint(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kill_during_a_checkpoint_write_leaves_the_previous_one_whole() {
+        let _rng = torch_rng();
+        tch::set_num_threads(1);
+        let dir = std::env::temp_dir().join(format!("diffsamp-as-kill-{}", std::process::id()));
+        let mut a = trainer(31);
+        a.epoch().unwrap();
+        a.save_checkpoint(&dir).unwrap();
+        let saved: Vec<(String, tch::Tensor)> = a
+            .var_store()
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.copy()))
+            .collect();
+        // Epoch 2's tensors reach the disk, then the process dies before the state is renamed.
+        a.epoch().unwrap();
+        a.var_store().save(dir.join(weights_file(2))).unwrap();
+        a.optimizer.save(&dir.join(optimizer_file(2))).unwrap();
+        let mut b = trainer(31);
+        b.load_checkpoint(&dir).unwrap();
+        assert_eq!(b.epochs_done(), 1);
+        for (name, t) in &saved {
+            assert!(t.equal(&b.var_store().variables()[name]), "{name}");
+        }
+        // The next complete save commits and removes the unreferenced files.
+        a.save_checkpoint(&dir).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [optimizer_file(2), STATE.to_string(), weights_file(2)]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
