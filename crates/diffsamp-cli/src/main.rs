@@ -29,6 +29,10 @@ enum Command {
     Reference(commands::reference::Args),
     /// Compare generated samples with reference samples (W2, energy W2, histograms, ...).
     Eval(commands::eval::Args),
+    /// Train an Adjoint Sampling sampler from a TOML config (resumes an existing run).
+    Train(commands::train::Args),
+    /// Draw fresh samples from a trained run.
+    Sample(commands::sample::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +51,8 @@ fn main() -> std::process::ExitCode {
         Command::Energy(a) => commands::energy::run(a),
         Command::Reference(a) => commands::reference::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Sample(a) => commands::sample::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -25,6 +25,8 @@ pub enum Error {
     Energy(#[from] diffsamp_energy::EnergyError),
     #[error(transparent)]
     Metrics(#[from] diffsamp_metrics::MetricsError),
+    #[error(transparent)]
+    Mcmc(#[from] diffsamp_mcmc::McmcError),
     /// A plot could not be drawn.
     #[error("plot {path}: {why}")]
     Plot { path: PathBuf, why: String },
@@ -39,6 +41,18 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Prefixes the key of a [`Error::Config`] with the table it sits in
+    /// (`batch_size` → `training.batch_size`); other errors pass unchanged.
+    pub fn within(self, table: &str) -> Self {
+        match self {
+            Error::Config { key, why } => Error::Config {
+                key: format!("{table}.{key}"),
+                why,
+            },
+            other => other,
         }
     }
 }

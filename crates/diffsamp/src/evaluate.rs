@@ -9,7 +9,7 @@ use diffsamp_mcmc::diagnostics::mean_std;
 use diffsamp_metrics as m;
 use rand::seq::index::sample as sample_indices;
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,7 +39,7 @@ impl Default for EvalOptions {
 }
 
 /// Every figure of an evaluation. `None` where a metric does not apply to the system.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
     pub system: String,
     /// Rows used from each set.

@@ -2,4 +2,6 @@
 pub mod energy;
 pub mod eval;
 pub mod reference;
+pub mod sample;
 pub mod systems;
+pub mod train;

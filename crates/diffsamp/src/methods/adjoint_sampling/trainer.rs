@@ -59,7 +59,7 @@ impl TrainerSettings {
                 why: why.to_string(),
             })
         };
-        self.schedule.validate()?;
+        self.schedule.validate().map_err(|e| e.within("schedule"))?;
         if self.nfe < 2 {
             return bad("nfe", "must be at least 2");
         }
@@ -283,6 +283,11 @@ impl Trainer {
     /// Epochs completed.
     pub fn epochs_done(&self) -> usize {
         self.epoch
+    }
+
+    /// Energy (+ gradient) evaluations so far.
+    pub fn energy_evals(&self) -> u64 {
+        self.energy_evals
     }
 
     /// Writes a checkpoint into the directory `dir` (created if needed): network weights and
@@ -594,7 +599,9 @@ mod tests {
             },
             ..TrainerSettings::default()
         };
-        assert!(matches!(s.validate(), Err(Error::Config { key, .. }) if key == "sigma_max"));
+        assert!(
+            matches!(s.validate(), Err(Error::Config { key, .. }) if key == "schedule.sigma_max")
+        );
         TrainerSettings::default().validate().unwrap();
     }
 }

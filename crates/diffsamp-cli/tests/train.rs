@@ -1,0 +1,252 @@
+//! `diffsamp train` / `diffsamp sample` end to end: the run directory, kill-and-resume of a real
+//! process, config errors that name the key before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn diffsamp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffsamp"))
+        .args(args)
+        .output()
+        .expect("the diffsamp binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("diffsamp-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A DW-4 run small enough for a test: one thread, so that runs are bit-reproducible.
+fn tiny_config(epochs: usize) -> String {
+    format!(
+        r#"
+system = "dw4"
+epochs = {epochs}
+checkpoint_every = 2
+threads = 1
+[network.egnn]
+n_layers = 1
+hidden = 8
+coords_range = 3.0
+aggregation = "sum"
+[training]
+nfe = 10
+samples_per_epoch = 32
+steps_per_epoch = 4
+batch_size = 16
+buffer_size = 256
+learning_rate = 1e-3
+grad_clip = 100.0
+seed = 3
+[training.schedule]
+sigma_min = 1e-3
+sigma_max = 1.5
+[evaluation]
+reference = "val_split_DW4.npy"
+every = 3
+n_samples = 40
+final_n_samples = 60
+"#
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("run.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn train_writes_the_run_directory_and_sample_draws_from_it() {
+    let d = tmp("full");
+    let cfg = write_config(&d, &tiny_config(6));
+    let run = d.join("run");
+    let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first_stdout = o.stdout.clone();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("W2 (aligned, AS protocol)"), "{table}");
+    for f in [
+        "config.toml",
+        "checkpoint/trainer_state.json",
+        "samples.npy",
+        "final.json",
+        "plots/energy_histogram.png",
+        "plots/distance_histogram.png",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    assert_eq!(lines(&run.join("epochs.jsonl")), 6);
+    // Evaluations at epoch 3 and the final one at 6.
+    assert_eq!(lines(&run.join("metrics.jsonl")), 2);
+    let fin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("final.json")).unwrap()).unwrap();
+    assert_eq!(fin["energy_evals"], 6 * 32);
+    assert!(fin["report"]["w2"].as_f64().unwrap() > 0.0);
+    assert_eq!(fin["report"]["n_used"], 60);
+
+    let out = d.join("fresh.npy");
+    let o = diffsamp(&[
+        "sample",
+        "--run",
+        s(&run),
+        "--n",
+        "25",
+        "--out",
+        s(&out),
+        "--steps",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let arr = diffsamp::io::read_npy(&out).unwrap();
+    assert_eq!(arr.shape, vec![25, 4, 2]);
+    assert!(arr.data.iter().all(|v| v.is_finite()));
+
+    // Running the finished command again does no work and reports the same figures.
+    let again = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&first_stdout)
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_killed_run_resumes_and_ends_exactly_where_an_uninterrupted_run_does() {
+    let d = tmp("kill");
+    let epochs = 12;
+    let cfg = write_config(&d, &tiny_config(epochs));
+    let straight = d.join("straight");
+    let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&straight)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let resumed = d.join("resumed");
+    // Kill at several points: before the first checkpoint, mid-run, late.
+    for kill_after_epochs in [1, 5, 9] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diffsamp"))
+            .args(["train", "--config", s(&cfg), "--out", s(&resumed)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while lines(&resumed.join("epochs.jsonl")) < kill_after_epochs
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+    }
+    assert!(!resumed.join("final.json").exists());
+    let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&resumed)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&resumed.join("epochs.jsonl")), epochs);
+    let a = std::fs::read(straight.join("samples.npy")).unwrap();
+    let b = std::fs::read(resumed.join("samples.npy")).unwrap();
+    assert!(
+        a == b,
+        "resumed run's final samples differ from the straight run's"
+    );
+    let losses = |p: &Path| -> Vec<f64> {
+        std::fs::read_to_string(p.join("epochs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(losses(&straight), losses(&resumed));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn bad_configs_fail_before_training_and_name_the_key() {
+    let d = tmp("bad");
+    let base = tiny_config(2);
+    let cases = [
+        (base.replace("hidden = 8", "hidden = 8\nwidth = 4"), "width"),
+        (
+            base.replace("batch_size = 16", "batch_size = \"many\""),
+            "batch_size",
+        ),
+        (
+            base.replace("batch_size = 16", "batch_size = 0"),
+            "training.batch_size",
+        ),
+        (
+            base.replace("sigma_max = 1.5", "sigma_max = 1e-4"),
+            "training.schedule.sigma_max",
+        ),
+        (
+            base.replace("val_split_DW4.npy", "missing_split.npy"),
+            "evaluation.reference",
+        ),
+        (base.replace("\"dw4\"", "\"lj7\""), "system"),
+        (base.replace("nfe = 10", "nfe = 1"), "training.nfe"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let cfg = write_config(&d, text);
+        let run = d.join(format!("run{i}"));
+        let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);
+        assert!(!o.status.success(), "case {key} succeeded");
+        let err = stderr(&o);
+        assert!(err.contains(key), "case {key}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!run.exists(), "case {key}: the run directory was created");
+    }
+    // A run directory holding another run is refused, and left as it was.
+    let run = d.join("taken");
+    let cfg = write_config(&d, &base);
+    assert!(diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)])
+        .status
+        .success());
+    let other = write_config(&d, &base.replace("seed = 3", "seed = 4"));
+    let o = diffsamp(&["train", "--config", s(&other), "--out", s(&run)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("different run"), "{}", stderr(&o));
+    // Sampling from something that is not a run directory names the problem.
+    let o = diffsamp(&["sample", "--run", s(&d), "--out", s(&d.join("x.npy"))]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a run directory"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn every_shipped_config_parses_and_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            diffsamp::methods::adjoint_sampling::AsConfig::load(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 12, "found only {n} configs in {}", dir.display());
+}
