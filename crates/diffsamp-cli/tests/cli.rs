@@ -1,32 +1,17 @@
 //! End-to-end checks of the `diffsamp` binary: outputs on good input, named errors on bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn diffsamp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffsamp"))
-        .args(args)
-        .output()
-        .expect("the diffsamp binary runs")
-}
+use common::{diffsamp, s, stderr};
+use std::path::PathBuf;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffsamp-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+fn tmp_dir(name: &str) -> PathBuf {
+    common::tmp("cli", name)
 }
 
 #[test]
 fn exact_reference_then_eval_writes_json_and_plots() {
-    let d = tmp("exact");
+    let d = tmp_dir("exact");
     let (a, b) = (d.join("a.npy"), d.join("b.npy"));
     for (p, seed) in [(&a, "1"), (&b, "2")] {
         let o = diffsamp(&[
@@ -76,7 +61,7 @@ fn exact_reference_then_eval_writes_json_and_plots() {
 
 #[test]
 fn energy_command_writes_energies_and_gradients() {
-    let d = tmp("energy");
+    let d = tmp_dir("energy");
     let x = d.join("x.npy");
     let o = diffsamp(&[
         "reference",
@@ -111,7 +96,7 @@ fn energy_command_writes_energies_and_gradients() {
 
 #[test]
 fn bad_input_fails_with_a_named_error() {
-    let d = tmp("bad");
+    let d = tmp_dir("bad");
     let missing = d.join("missing.npy");
     let o = diffsamp(&[
         "eval",
@@ -209,7 +194,7 @@ fn bad_input_fails_with_a_named_error() {
 
 #[test]
 fn nan_rows_are_dropped_and_counted() {
-    let d = tmp("nan");
+    let d = tmp_dir("nan");
     let x = d.join("x.npy");
     let mut data: Vec<f64> = (0..40).map(|i| (i as f64 * 0.7).sin() * 3.0).collect();
     data[4] = f64::NAN;

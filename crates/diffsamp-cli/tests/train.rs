@@ -1,30 +1,15 @@
 //! `diffsamp train` / `diffsamp sample` end to end: the run directory, kill-and-resume of a real
 //! process, config errors that name the key before anything is written.
 
+mod common;
+
+use common::{diffsamp, s, stderr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn diffsamp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffsamp"))
-        .args(args)
-        .output()
-        .expect("the diffsamp binary runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffsamp-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+fn tmp_dir(name: &str) -> PathBuf {
+    common::tmp("train", name)
 }
 
 /// A DW-4 run small enough for a test: one thread, so that runs are bit-reproducible.
@@ -73,7 +58,7 @@ fn lines(p: &Path) -> usize {
 
 #[test]
 fn train_writes_the_run_directory_and_sample_draws_from_it() {
-    let d = tmp("full");
+    let d = tmp_dir("full");
     let cfg = write_config(&d, &tiny_config(6));
     let run = d.join("run");
     let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);
@@ -129,7 +114,7 @@ fn train_writes_the_run_directory_and_sample_draws_from_it() {
 
 #[test]
 fn a_killed_run_resumes_and_ends_exactly_where_an_uninterrupted_run_does() {
-    let d = tmp("kill");
+    let d = tmp_dir("kill");
     let epochs = 12;
     let cfg = write_config(&d, &tiny_config(epochs));
     let straight = d.join("straight");
@@ -186,7 +171,7 @@ fn a_killed_run_resumes_and_ends_exactly_where_an_uninterrupted_run_does() {
 
 #[test]
 fn bad_configs_fail_before_training_and_name_the_key() {
-    let d = tmp("bad");
+    let d = tmp_dir("bad");
     let base = tiny_config(2);
     let cases = [
         (base.replace("hidden = 8", "hidden = 8\nwidth = 4"), "width"),
@@ -208,6 +193,15 @@ fn bad_configs_fail_before_training_and_name_the_key() {
         ),
         (base.replace("\"dw4\"", "\"lj7\""), "system"),
         (base.replace("nfe = 10", "nfe = 1"), "training.nfe"),
+        (
+            base.replace("threads = 1", "threads = 1\ndevice = \"tpu\""),
+            "device",
+        ),
+        // The project links the CPU libtorch (scripts/bootstrap.sh): no CUDA device exists.
+        (
+            base.replace("threads = 1", "threads = 1\ndevice = \"cuda:0\""),
+            "device",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let cfg = write_config(&d, text);

@@ -1,9 +1,12 @@
 //! Named systems: energy, and where known its exact sampler, log Z and mode locations.
 
 use crate::{
-    DoubleWell, Energy, EnergyError, ExactSampler, GaussianMixture, LennardJones, LogPartition,
-    ManyWell, StudentTMixture,
+    DoubleWell, Energy, EnergyError, ExactSampler, ForceFieldEnergy, GaussianMixture, LennardJones,
+    LogPartition, ManyWell, StudentTMixture,
 };
+
+/// Temperature (K) of the registered alanine-dipeptide targets.
+pub const ALDP_TEMPERATURE: f64 = 300.0;
 
 /// Names accepted by [`system`] and [`by_name`].
 const KNOWN: &[&str] = &[
@@ -17,6 +20,8 @@ const KNOWN: &[&str] = &[
     "many-well-32",
     "mos50",
     "mos2",
+    "aldp",
+    "aldp-ff14sb-obc1",
 ];
 
 /// The names of all registered systems.
@@ -135,6 +140,8 @@ pub fn system(name: &str) -> Result<System, EnergyError> {
         "many-well-32" => many_well(ManyWell::many_well_32()),
         "mos50" => mos(StudentTMixture::mos50()),
         "mos2" => mos(StudentTMixture::mos2()),
+        "aldp" => System::plain(ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?),
+        "aldp-ff14sb-obc1" => System::plain(ForceFieldEnergy::aldp_ff14sb_obc1(ALDP_TEMPERATURE)?),
         _ => {
             return Err(EnergyError::UnknownSystem {
                 name: name.to_string(),
@@ -185,6 +192,8 @@ mod tests {
             ("many-well-32", 32, true),
             ("mos50", 50, true),
             ("mos2", 2, true),
+            ("aldp", 66, false),
+            ("aldp-ff14sb-obc1", 66, false),
         ];
         for (name, dim, exact) in dims {
             let s = system(name).unwrap();

@@ -4,7 +4,7 @@ use diffsamp::energy::registry;
 
 pub fn run() -> anyhow::Result<()> {
     println!(
-        "{:<14} {:>5}  {:<10} {:<6} {:>10}",
+        "{:<18} {:>5}  {:<10} {:<6} {:>10}",
         "system", "dim", "particles", "exact", "log Z"
     );
     for name in registry::known_systems() {
@@ -19,7 +19,7 @@ pub fn run() -> anyhow::Result<()> {
             .map(|z| format!("{z:.5}"))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<14} {:>5}  {:<10} {:<6} {:>10}",
+            "{:<18} {:>5}  {:<10} {:<6} {:>10}",
             name,
             s.energy.dim(),
             particles,

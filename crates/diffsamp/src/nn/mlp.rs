@@ -20,6 +20,14 @@ pub struct MlpConfig {
     /// Largest frequency f_max > 0 (cycles per unit time); frequencies are geometric from
     /// 1/4 to f_max (a single frequency is f_max).
     pub max_frequency: f64,
+    /// Length scale ℓ > 0 of the target: the network sees x / ℓ, so that targets spread over
+    /// ±40 (GMM-40) do not start with saturated first-layer units (default 1).
+    #[serde(default = "unit_length_scale")]
+    pub length_scale: f64,
+}
+
+fn unit_length_scale() -> f64 {
+    1.0
 }
 
 impl Default for MlpConfig {
@@ -29,6 +37,7 @@ impl Default for MlpConfig {
             n_layers: 3,
             n_frequencies: 16,
             max_frequency: 32.0,
+            length_scale: 1.0,
         }
     }
 }
@@ -51,6 +60,9 @@ impl MlpConfig {
         if !(self.max_frequency.is_finite() && self.max_frequency > 0.0) {
             return bad("max_frequency", "must be positive and finite");
         }
+        if !(self.length_scale.is_finite() && self.length_scale > 0.0) {
+            return bad("length_scale", "must be positive and finite");
+        }
         Ok(())
     }
 
@@ -71,7 +83,7 @@ impl MlpConfig {
 ///
 /// φ(t) = [sin(2π f_k t), cos(2π f_k t)]_k  `[batch, 2F]`,
 /// e(t) = W_t2 SiLU(W_t1 φ(t) + b_t1) + b_t2,
-/// z = SiLU(W_in x + b_in + e(t)),  z ← SiLU(W_k z + b_k) (k = 1..n_layers),
+/// z = SiLU(W_in x / ℓ + b_in + e(t)),  z ← SiLU(W_k z + b_k) (k = 1..n_layers),
 /// v = W_out z + b_out   (W_out Xavier with gain 1e-3, no bias: v ≈ 0 at start).
 ///
 /// Shapes: t `[batch]`, x `[batch, dim]` → `[batch, dim]`. Parameters (path segments = field
@@ -138,6 +150,11 @@ impl Mlp {
             .apply(&self.time_in)
             .silu()
             .apply(&self.time_out);
+        let x = if self.config.length_scale == 1.0 {
+            x.shallow_clone()
+        } else {
+            x / self.config.length_scale
+        };
         let mut z = (x.apply(&self.input) + e).silu();
         for layer in &self.layers {
             z = layer.forward(&z).silu();
@@ -166,6 +183,7 @@ mod tests {
             n_layers: 2,
             n_frequencies: 4,
             max_frequency: 8.0,
+            length_scale: 1.0,
         };
         let net = Mlp::new(&vs.root(), dim, cfg).unwrap();
         (vs, net)
@@ -240,5 +258,35 @@ mod tests {
             ..MlpConfig::default()
         };
         assert!(matches!(bad.validate(), Err(Error::Config { key, .. }) if key == "n_frequencies"));
+        let bad = MlpConfig {
+            length_scale: 0.0,
+            ..MlpConfig::default()
+        };
+        assert!(matches!(bad.validate(), Err(Error::Config { key, .. }) if key == "length_scale"));
+    }
+
+    #[test]
+    fn the_length_scale_divides_the_input() {
+        let _rng = torch_rng();
+        tch::manual_seed(4);
+        let (vs, net) = small(3);
+        randomise(&vs, 5, 0.5);
+        let vs2 = VarStore::new(Device::Cpu);
+        let scaled = Mlp::new(
+            &vs2.root(),
+            3,
+            MlpConfig {
+                length_scale: 20.0,
+                ..net.config().clone()
+            },
+        )
+        .unwrap();
+        let mut vs2 = vs2;
+        vs2.copy(&vs).unwrap();
+        let t = Tensor::from_slice(&[0.1f32, 0.7]);
+        let x = Tensor::randn([2, 3], (Kind::Float, Device::Cpu)) * 20.0;
+        let a = scaled.forward(&t, &x);
+        let b = net.forward(&t, &(&x / 20.0));
+        assert!(a.allclose(&b, 1e-6, 1e-6, false));
     }
 }

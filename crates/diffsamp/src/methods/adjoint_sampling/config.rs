@@ -272,11 +272,14 @@ impl AsConfig {
     }
 
     /// Whether `other` describes the same run, i.e. differs at most in `epochs` (a finished
-    /// run can be extended by raising it) and in `checkpoint_every`.
+    /// run can be extended by raising it), `checkpoint_every`, `threads` and `device` (a run
+    /// may move to another machine; it is then no longer bit-identical to an unmoved one).
     pub fn same_run_as(&self, other: &AsConfig) -> bool {
         let strip = |c: &AsConfig| AsConfig {
             epochs: 0,
             checkpoint_every: 0,
+            threads: None,
+            device: String::new(),
             ..c.clone()
         };
         strip(self) == strip(other)
@@ -380,6 +383,7 @@ reference = "mcmc"
         let a = parse(DW4).unwrap();
         let mut b = a.clone();
         b.epochs = 10;
+        b.threads = Some(7);
         assert!(a.same_run_as(&b));
         b.training.learning_rate = 5e-4;
         assert!(!a.same_run_as(&b));

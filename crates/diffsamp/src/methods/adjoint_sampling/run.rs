@@ -102,6 +102,15 @@ fn build_trainer(config: &AsConfig) -> Result<Trainer> {
         key: "device".into(),
         why,
     })?;
+    if device.is_cuda() && !tch::Cuda::is_available() {
+        return Err(Error::Config {
+            key: "device".into(),
+            why: format!(
+                "'{}' asked for, but this libtorch build sees no CUDA GPU (README, \"GPU\")",
+                config.device
+            ),
+        });
+    }
     let threads = config.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -179,7 +188,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 impl Run {
     /// Opens the run directory `dir` for `config`: creates it (writing `config.toml`), or
     /// resumes it from its checkpoint when it already holds the same run. A directory holding
-    /// a different run is an error; only `epochs` and `checkpoint_every` may change.
+    /// a different run is an error; only `epochs`, `checkpoint_every`, `threads` and `device`
+    /// may change.
     pub fn open(config: AsConfig, dir: &Path) -> Result<Run> {
         config.validate()?;
         let cfg_path = dir.join(CONFIG);
@@ -189,17 +199,17 @@ impl Run {
                 return Err(Error::Config {
                     key: "config".into(),
                     why: format!(
-                        "{} already holds a different run (only `epochs` and `checkpoint_every` \
-                         may change on resume); use another --out or the config in {}",
+                        "{} already holds a different run (only `epochs`, `checkpoint_every`, \
+                         `threads` and `device` may change on resume); use another --out or the config in {}",
                         dir.display(),
                         cfg_path.display()
                     ),
                 });
             }
         }
+        let mut trainer = build_trainer(&config)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_atomic(&cfg_path, config.to_toml().as_bytes())?;
-        let mut trainer = build_trainer(&config)?;
         let ckpt = dir.join(CHECKPOINT);
         if ckpt.join("trainer_state.json").exists() {
             trainer.load_checkpoint(&ckpt)?;

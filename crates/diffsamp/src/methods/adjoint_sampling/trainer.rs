@@ -413,6 +413,7 @@ mod tests {
             n_layers: 2,
             n_frequencies: 4,
             max_frequency: 8.0,
+            length_scale: 1.0,
         };
         let net = Mlp::new(&vs.root(), 2, cfg).unwrap();
         let settings = TrainerSettings {

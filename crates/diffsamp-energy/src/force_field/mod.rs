@@ -1,0 +1,185 @@
+//! Classical force fields read from a serialised OpenMM `System` (XML): the Amber energies of
+//! alanine dipeptide in vacuum or OBC implicit solvent, evaluated natively in f64 with
+//! analytic gradients.
+//!
+//! [`ForceField`] holds the terms in OpenMM units (nm, kJ/mol); [`ForceFieldEnergy`] turns it
+//! into an [`Energy`] in kT units at a given temperature.
+
+mod bonded;
+mod gb_expr;
+mod gb_obc;
+mod geom;
+mod nonbonded;
+mod xml;
+
+#[cfg(test)]
+mod tests;
+
+use crate::{data, Energy, EnergyError};
+use std::path::Path;
+
+/// Molar gas constant R in kJ/(mol·K).
+pub const GAS_CONSTANT_KJ: f64 = 8.314462618e-3;
+
+/// A group of force-field terms, for evaluating parts of the energy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Term {
+    /// Harmonic bonds.
+    Bonds,
+    /// Harmonic angles.
+    Angles,
+    /// Periodic torsions (proper and improper).
+    Torsions,
+    /// Lennard-Jones + Coulomb, with exceptions.
+    Nonbonded,
+    /// OBC generalized Born (polar + ACE surface term).
+    GeneralizedBorn,
+}
+
+impl Term {
+    /// All terms.
+    pub const ALL: [Term; 5] = [
+        Term::Bonds,
+        Term::Angles,
+        Term::Torsions,
+        Term::Nonbonded,
+        Term::GeneralizedBorn,
+    ];
+}
+
+/// The potential energy of an OpenMM System (no periodic box), in kJ/mol over positions in nm.
+#[derive(Clone, Debug)]
+pub struct ForceField {
+    n_particles: usize,
+    bonds: Vec<bonded::Bond>,
+    angles: Vec<bonded::Angle>,
+    torsions: Vec<bonded::Torsion>,
+    nonbonded: Vec<nonbonded::Nonbonded>,
+    gb: Vec<gb_obc::GbObc>,
+}
+
+impl ForceField {
+    /// Parses the XML text of a serialised OpenMM System; `origin` labels errors.
+    pub fn from_xml_str(text: &str, origin: &Path) -> Result<Self, EnergyError> {
+        xml::parse_system(text).map_err(|why| EnergyError::Data {
+            path: origin.to_path_buf(),
+            why,
+        })
+    }
+
+    /// Reads a serialised OpenMM System from a file.
+    pub fn from_file(path: &Path) -> Result<Self, EnergyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| EnergyError::Data {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        Self::from_xml_str(&text, path)
+    }
+
+    /// Number of particles.
+    pub fn n_particles(&self) -> usize {
+        self.n_particles
+    }
+
+    /// Whether the System has an implicit-solvent (GB) force.
+    pub fn has_gb(&self) -> bool {
+        !self.gb.is_empty()
+    }
+
+    /// Energy (kJ/mol) of the selected terms at `x` (`[n, 3]`, nm), writing its gradient
+    /// (kJ/mol/nm, i.e. minus the force) into `grad`.
+    pub fn energy_grad_terms(&self, terms: &[Term], x: &[f64], grad: &mut [f64]) -> f64 {
+        debug_assert_eq!(x.len(), 3 * self.n_particles);
+        debug_assert_eq!(grad.len(), x.len());
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        let mut e = 0.0;
+        for term in terms {
+            e += match term {
+                Term::Bonds => bonded::bonds(&self.bonds, x, grad),
+                Term::Angles => bonded::angles(&self.angles, x, grad),
+                Term::Torsions => bonded::torsions(&self.torsions, x, grad),
+                Term::Nonbonded => self
+                    .nonbonded
+                    .iter()
+                    .map(|nb| nb.energy_grad(x, grad))
+                    .sum(),
+                Term::GeneralizedBorn => self.gb.iter().map(|gb| gb.energy_grad(x, grad)).sum(),
+            };
+        }
+        e
+    }
+
+    /// Total energy (kJ/mol) with its gradient (kJ/mol/nm).
+    pub fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        self.energy_grad_terms(&Term::ALL, x, grad)
+    }
+}
+
+/// A force field as a Boltzmann target: E(x) = U(x)/kT with x in nm, `[n, 3]`.
+#[derive(Clone, Debug)]
+pub struct ForceFieldEnergy {
+    name: String,
+    field: ForceField,
+    kt: f64,
+}
+
+impl ForceFieldEnergy {
+    /// `field` at temperature `temperature` (K), named `name`.
+    pub fn new(name: &str, field: ForceField, temperature: f64) -> Result<Self, EnergyError> {
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(EnergyError::InvalidParameter {
+                name: "temperature",
+                value: temperature.to_string(),
+                why: "must be a positive number of kelvin",
+            });
+        }
+        Ok(Self {
+            name: name.to_string(),
+            field,
+            kt: GAS_CONSTANT_KJ * temperature,
+        })
+    }
+
+    /// The System `aldp/<tag>.system.xml` of the shared data directory at `temperature` (K).
+    pub fn from_shared(name: &str, tag: &str, temperature: f64) -> Result<Self, EnergyError> {
+        let path = data::shared_data_file(&format!("aldp/{tag}.system.xml"))?;
+        Self::new(name, ForceField::from_file(&path)?, temperature)
+    }
+
+    /// Alanine dipeptide, Amber ff96 + OBC GB (the FAB benchmark target), at `temperature` K.
+    pub fn aldp(temperature: f64) -> Result<Self, EnergyError> {
+        Self::from_shared("aldp", "fab_amber96_obc1", temperature)
+    }
+
+    /// Alanine dipeptide, Amber ff14SB + OBC1 GB without cutoff, at `temperature` K.
+    pub fn aldp_ff14sb_obc1(temperature: f64) -> Result<Self, EnergyError> {
+        Self::from_shared("aldp-ff14sb-obc1", "amber14_obc1_nocut", temperature)
+    }
+
+    /// kT in kJ/mol.
+    pub fn kt(&self) -> f64 {
+        self.kt
+    }
+
+    /// The underlying force field (kJ/mol, nm).
+    pub fn field(&self) -> &ForceField {
+        &self.field
+    }
+}
+
+impl Energy for ForceFieldEnergy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dim(&self) -> usize {
+        3 * self.field.n_particles
+    }
+
+    fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        let u = self.field.energy_grad(x, grad);
+        let inv = 1.0 / self.kt;
+        grad.iter_mut().for_each(|g| *g *= inv);
+        u * inv
+    }
+}

@@ -1,0 +1,256 @@
+//! Parity with OpenMM Reference-platform energies and forces on the alanine-dipeptide
+//! fixtures, finite-difference gradients and error handling.
+
+use super::*;
+use crate::data::{read_npy, shared_data_file};
+use crate::testutil::{assert_grad_fd, normal_vec, rng};
+use std::path::PathBuf;
+
+const TAGS: [&str; 5] = [
+    "fab_amber96_obc1",
+    "pita_amber14_obc1",
+    "amber14_obc1_nocut",
+    "amber14_vac",
+    "amber99sbildn_vac",
+];
+
+fn fixture(file: &str) -> PathBuf {
+    shared_data_file(&format!("aldp/{file}")).unwrap()
+}
+
+fn field(tag: &str) -> ForceField {
+    ForceField::from_file(&fixture(&format!("{tag}.system.xml"))).unwrap()
+}
+
+fn xml_text(tag: &str) -> String {
+    std::fs::read_to_string(fixture(&format!("{tag}.system.xml"))).unwrap()
+}
+
+/// (max |ΔE|, max |ΔF|) over the 100 fixture configurations.
+fn parity(tag: &str) -> (f64, f64) {
+    let ff = field(tag);
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    let e_ref = read_npy(&fixture(&format!("{tag}.E.npy"))).unwrap();
+    let f_ref = read_npy(&fixture(&format!("{tag}.F.npy"))).unwrap();
+    let d = x.row_len();
+    assert_eq!(d, 3 * ff.n_particles());
+    assert_eq!((x.rows(), e_ref.rows(), f_ref.rows()), (100, 100, 100));
+    let mut grad = vec![0.0; d];
+    let (mut de, mut df) = (0.0f64, 0.0f64);
+    for (b, xb) in x.data.chunks_exact(d).enumerate() {
+        let e = ff.energy_grad(xb, &mut grad);
+        de = de.max((e - e_ref.data[b]).abs());
+        for (g, f) in grad.iter().zip(&f_ref.data[b * d..(b + 1) * d]) {
+            df = df.max((-g - f).abs());
+        }
+    }
+    println!("{tag}: max |dE| = {de:.3e} kJ/mol, max |dF| = {df:.3e} kJ/mol/nm");
+    (de, df)
+}
+
+#[test]
+fn parity_with_openmm_reference() {
+    for tag in TAGS {
+        let (de, df) = parity(tag);
+        assert!(de <= 1e-4, "{tag}: max |dE| = {de:e}");
+        assert!(df <= 1e-3, "{tag}: max |dF| = {df:e}");
+    }
+}
+
+#[test]
+fn gb_systems_have_gb_and_vacuum_ones_do_not() {
+    for tag in TAGS {
+        assert_eq!(field(tag).has_gb(), !tag.ends_with("_vac"), "{tag}");
+    }
+}
+
+#[test]
+fn gradient_matches_finite_differences() {
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    let d = x.row_len();
+    let mut r = rng(71);
+    for tag in TAGS {
+        let e = ForceFieldEnergy::new(tag, field(tag), 300.0).unwrap();
+        for b in [0, 57] {
+            assert_grad_fd(&e, &x.data[b * d..(b + 1) * d], 1e-6);
+        }
+        // Off-equilibrium geometries reach other branches of the Born integral.
+        let noise = normal_vec(&mut r, d, 0.0, 0.02);
+        let xp: Vec<f64> = x.data[..d].iter().zip(&noise).map(|(a, b)| a + b).collect();
+        assert_grad_fd(&e, &xp, 1e-6);
+    }
+}
+
+#[test]
+fn each_term_gradient_matches_finite_differences() {
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    let d = x.row_len();
+    let ff = field("pita_amber14_obc1");
+    let xb = &x.data[3 * d..4 * d];
+    for term in Term::ALL {
+        let mut g = vec![0.0; d];
+        ff.energy_grad_terms(&[term], xb, &mut g);
+        let scale = g.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for i in 0..d {
+            let h = 1e-6;
+            let (mut xp, mut xm) = (xb.to_vec(), xb.to_vec());
+            xp[i] += h;
+            xm[i] -= h;
+            let mut s = vec![0.0; d];
+            let fd = (ff.energy_grad_terms(&[term], &xp, &mut s)
+                - ff.energy_grad_terms(&[term], &xm, &mut s))
+                / (2.0 * h);
+            assert!(
+                (fd - g[i]).abs() <= 1e-6 * scale,
+                "{term:?} d/dx{i}: {} vs {fd}",
+                g[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn kt_units_at_300k() {
+    let e = ForceFieldEnergy::aldp(300.0).unwrap();
+    assert!((e.kt() - 2.494339).abs() < 1e-6);
+    assert_eq!((e.name(), e.dim()), ("aldp", 66));
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    let e_ref = read_npy(&fixture("fab_amber96_obc1.E.npy")).unwrap();
+    let f_ref = read_npy(&fixture("fab_amber96_obc1.F.npy")).unwrap();
+    let mut g = vec![0.0; 66];
+    let u = e.energy_grad(&x.data[..66], &mut g);
+    assert!((u - e_ref.data[0] / e.kt()).abs() < 1e-4);
+    for (gi, fi) in g.iter().zip(&f_ref.data[..66]) {
+        assert!((gi + fi / e.kt()).abs() < 1e-3);
+    }
+    assert!(ForceFieldEnergy::aldp(0.0).is_err());
+    assert!(ForceFieldEnergy::aldp(f64::NAN).is_err());
+}
+
+fn parse_err(text: &str) -> String {
+    ForceField::from_xml_str(text, Path::new("mem.xml"))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn unknown_force_type_is_an_error_naming_it() {
+    let text = xml_text("amber14_vac").replace("type=\"CMMotionRemover\"", "type=\"RMSDForce\"");
+    let msg = parse_err(&text);
+    assert!(
+        msg.contains("RMSDForce") && msg.contains("mem.xml"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unsupported_gb_expressions_are_errors_quoting_them() {
+    let text = xml_text("fab_amber96_obc1");
+    // OBC2 Born radii.
+    let obc2 = text.replace("0.8*psi+2.909125*psi^3", "1.0*psi-0.8*psi^2+4.85*psi^3");
+    let msg = parse_err(&obc2);
+    assert!(
+        msg.contains("CustomGBForce") && msg.contains("4.85*psi^3"),
+        "{msg}"
+    );
+    // Debye screening in the pair term.
+    let salt = text.replace("charge1*charge2/f;", "charge1*charge2*exp(-kappa*f)/f;");
+    let msg = parse_err(&salt);
+    assert!(msg.contains("exp(-kappa*f)"), "{msg}");
+    // A different surface term.
+    let ace = text.replace("28.3919551*(radius+0.14)^2", "28.3919551*(radius+0.14)^3");
+    assert!(parse_err(&ace).contains("(radius+0.14)^3"));
+    // An unsupported nonbonded method (PME).
+    let pme = text.replace(
+        "method=\"0\" name=\"NonbondedForce\"",
+        "method=\"4\" name=\"NonbondedForce\"",
+    );
+    let msg = parse_err(&pme);
+    assert!(
+        msg.contains("NonbondedForce") && msg.contains("method 4"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_or_corrupt_files_are_errors_naming_them() {
+    let e = ForceField::from_file(Path::new("/nonexistent/aldp/x.system.xml")).unwrap_err();
+    assert!(
+        e.to_string().contains("/nonexistent/aldp/x.system.xml"),
+        "{e}"
+    );
+    let e = ForceFieldEnergy::from_shared("x", "no_such_tag", 300.0).unwrap_err();
+    assert!(e.to_string().contains("no_such_tag.system.xml"), "{e}");
+    let text = xml_text("amber14_vac");
+    let msg = parse_err(&text[..text.len() / 2]);
+    assert!(msg.contains("mem.xml") && msg.contains("XML"), "{msg}");
+    let msg = parse_err(&text.replace("k=\"265265.6\"", "k=\"abc\""));
+    assert!(
+        msg.contains("HarmonicBondForce") && msg.contains("abc"),
+        "{msg}"
+    );
+    let msg = parse_err(&text.replace("p1=\"1\"", "p1=\"99\""));
+    assert!(msg.contains("99"), "{msg}");
+    assert!(parse_err("<Other/>").contains("System"));
+}
+
+#[test]
+fn registered_targets_evaluate_batches_in_kt_units() {
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    for (name, tag) in [
+        ("aldp", "fab_amber96_obc1"),
+        ("aldp-ff14sb-obc1", "amber14_obc1_nocut"),
+    ] {
+        let target = crate::by_name(name).unwrap();
+        assert_eq!((target.name(), target.dim()), (name, 66));
+        let kt = GAS_CONSTANT_KJ * crate::registry::ALDP_TEMPERATURE;
+        let e_ref = read_npy(&fixture(&format!("{tag}.E.npy"))).unwrap();
+        let f_ref = read_npy(&fixture(&format!("{tag}.F.npy"))).unwrap();
+        let batch = crate::EnergyBatch::evaluate(&*target, &x.data).unwrap();
+        for b in 0..100 {
+            assert!(
+                (batch.energies[b] - e_ref.data[b] / kt).abs() < 1e-4 / kt,
+                "{name} {b}"
+            );
+        }
+        for (g, f) in batch.grads.iter().zip(&f_ref.data) {
+            assert!((g + f / kt).abs() < 1e-3 / kt, "{name}");
+        }
+    }
+}
+
+#[test]
+fn cutoff_variant_differs_from_no_cutoff_by_a_constant() {
+    // All pairs of alanine dipeptide lie within the 2 nm cutoff, and ε_rf = 1 gives k_rf = 0:
+    // the cutoff variant only shifts the energy, by the same amount for every configuration.
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    let (cut, nocut) = (field("pita_amber14_obc1"), field("amber14_obc1_nocut"));
+    let (mut g1, mut g2) = (vec![0.0; 66], vec![0.0; 66]);
+    let shifts: Vec<f64> = x
+        .data
+        .chunks_exact(66)
+        .map(|xb| {
+            let s = nocut.energy_grad(xb, &mut g2) - cut.energy_grad(xb, &mut g1);
+            let dg = g1
+                .iter()
+                .zip(&g2)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(dg < 1e-9, "{dg}");
+            s
+        })
+        .collect();
+    assert!(shifts[0] > 0.0);
+    assert!(shifts.iter().all(|s| (s - shifts[0]).abs() < 1e-9));
+}
+
+#[test]
+fn wrong_computation_types_and_parameters_are_errors() {
+    let text = xml_text("fab_amber96_obc1");
+    // I as ParticlePair (type 1) instead of ParticlePairNoExclusions.
+    let msg = parse_err(&text.replace("name=\"I\" type=\"2\"", "name=\"I\" type=\"1\""));
+    assert!(msg.contains("computed value I (type 1)"), "{msg}");
+    let msg = parse_err(&text.replace("<Parameter name=\"sr\"/>", "<Parameter name=\"s\"/>"));
+    assert!(msg.contains("per-particle parameters"), "{msg}");
+    let msg = parse_err(&text.replace("useSwitchingFunction=\"0\"", "useSwitchingFunction=\"1\""));
+    assert!(msg.contains("switching"), "{msg}");
+}
