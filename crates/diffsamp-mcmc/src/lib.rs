@@ -5,6 +5,10 @@
 //! [`chain`] (a ladder of replicas with its own RNG stream; rayon over chains) →
 //! [`parallel_tempering`] (swaps) → [`reference`](mod@reference) (config, presets, warm-up/sampling loop).
 //! Particle systems are sampled in the zero-centre-of-mass subspace throughout.
+//!
+//! Separately, [`langevin`] holds underdamped Langevin dynamics (BAOAB, per-atom masses, no
+//! Metropolis correction) and replica exchange over a temperature ladder, for molecular
+//! targets such as alanine dipeptide (`examples/aldp_reference.rs`).
 
 pub mod adapt;
 pub mod chain;
@@ -13,6 +17,7 @@ pub mod error;
 pub mod hmc;
 pub mod init;
 pub mod kernel;
+pub mod langevin;
 pub mod mala;
 pub mod parallel_tempering;
 pub mod progress;
@@ -23,6 +28,7 @@ pub use diagnostics::Diagnostics;
 pub use error::McmcError;
 pub use init::InitConfig;
 pub use kernel::{ChainState, Kernel, KernelKind, StepOutcome, Workspace};
+pub use langevin::{run_remd, Langevin, LangevinState, RemdConfig, RemdResult};
 pub use parallel_tempering::{geometric_ladder, PtConfig, SwapStats};
 pub use progress::{Observer, Progress, Silent, Stage};
 pub use reference::{default_config_for, run_reference, ReferenceConfig, ReferenceResult, PRESETS};

@@ -12,14 +12,17 @@
 //! | Sinkhorn (sampling benchmark) | [`sinkhorn`] | entropic OT cost, squared distances, not square-rooted |
 //! | distance / energy histograms, TVD | [`histogram`] | |
 //! | mode coverage | [`modes`] | |
+//! | dihedrals; alanine φ/ψ KL, φ > 0 population, chirality | [`dihedral`], [`alanine`] | |
 //! | ESS, log Z | [`weights`] | |
 //!
 //! Public functions never panic on user data: shape errors, empty inputs and non-finite values
 //! come back as [`MetricsError`]. Rows holding NaN/inf can be dropped (and counted) first with
 //! [`filter_finite`].
 
+pub mod alanine;
 pub mod assignment;
 pub mod data;
+pub mod dihedral;
 pub mod energy_w2;
 pub mod histogram;
 pub mod kabsch;
@@ -30,6 +33,7 @@ pub mod weights;
 
 pub use assignment::{linear_assignment, Assignment, AssignmentSolver};
 pub use data::{filter_finite, remove_com, remove_com_in_place, FilteredRows, ParticleLayout};
+pub use dihedral::{dihedral, dihedrals};
 pub use energy_w2::{wasserstein2_1d, W2OneDim};
 pub use histogram::{
     common_histograms, distance_histogram_tvd, interatomic_distances, kl_divergence,

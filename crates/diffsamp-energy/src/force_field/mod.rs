@@ -51,6 +51,7 @@ impl Term {
 #[derive(Clone, Debug)]
 pub struct ForceField {
     n_particles: usize,
+    masses: Vec<f64>,
     bonds: Vec<bonded::Bond>,
     angles: Vec<bonded::Angle>,
     torsions: Vec<bonded::Torsion>,
@@ -79,6 +80,11 @@ impl ForceField {
     /// Number of particles.
     pub fn n_particles(&self) -> usize {
         self.n_particles
+    }
+
+    /// Particle masses in amu (g/mol), from `<Particles><Particle mass=...>`.
+    pub fn masses(&self) -> &[f64] {
+        &self.masses
     }
 
     /// Whether the System has an implicit-solvent (GB) force.

@@ -254,3 +254,22 @@ fn wrong_computation_types_and_parameters_are_errors() {
     let msg = parse_err(&text.replace("useSwitchingFunction=\"0\"", "useSwitchingFunction=\"1\""));
     assert!(msg.contains("switching"), "{msg}");
 }
+
+#[test]
+fn masses_follow_the_elements_of_alanine_dipeptide() {
+    let ff = field("fab_amber96_obc1");
+    let m = ff.masses();
+    assert_eq!(m.len(), ff.n_particles());
+    // Atom order of aldp_topology.json: H1 CH3 H2 H3 C O | N H CA HA CB HB1-3 C O | N H C H1-3.
+    let elements = "HCHHCONHCHCHHHCONHCHHH";
+    for (i, (e, &mass)) in elements.chars().zip(m).enumerate() {
+        let expected = match e {
+            'H' => 1.008,
+            'C' => 12.01,
+            'N' => 14.01,
+            'O' => 16.0,
+            _ => unreachable!(),
+        };
+        assert_eq!(mass, expected, "atom {i} ({e})");
+    }
+}

@@ -30,13 +30,16 @@ pub(crate) fn parse_system(text: &str) -> Res<ForceField> {
     }
     let particles = child(root, "Particles")?;
     let n = elements(particles, "Particle").count();
+    let mut masses = Vec::with_capacity(n);
     for p in elements(particles, "Particle") {
         if p.children().any(|c| c.is_element()) {
             return Err("virtual sites are not supported".into());
         }
+        masses.push(attr(p, "mass").map_err(|e| format!("Particles: {e}"))?);
     }
     let mut ff = ForceField {
         n_particles: n,
+        masses,
         bonds: Vec::new(),
         angles: Vec::new(),
         torsions: Vec::new(),
