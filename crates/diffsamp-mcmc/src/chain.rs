@@ -211,9 +211,14 @@ impl<'e> Ensemble<'e> {
     /// Initialises `spec.n_chains` chains in parallel. Starts in the adapting, non-recording
     /// mode (warm-up).
     pub fn new(energy: &'e dyn Energy, spec: EnsembleSpec) -> Result<Self, McmcError> {
+        // Every chain is built before errors are looked at, so that the error reported is the
+        // lowest-index failing chain whatever the thread timing (rayon's collect into a Result
+        // returns whichever failure it meets first).
         let chains = (0..spec.n_chains)
             .into_par_iter()
             .map(|c| Chain::new(energy, &spec, c))
+            .collect::<Vec<_>>()
+            .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Ensemble {
             energy,
