@@ -3,7 +3,7 @@
 mod common;
 
 use common::{diffsamp, s, stderr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn tmp_dir(name: &str) -> PathBuf {
     common::tmp("cli", name)
@@ -222,4 +222,56 @@ fn nan_rows_are_dropped_and_counted() {
     assert_eq!(report["generated_non_finite_dropped"], 2);
     assert_eq!(report["n_used"], 18);
     std::fs::remove_dir_all(d).ok();
+}
+
+#[test]
+fn alanine_eval_reports_torsions_chirality_and_a_ramachandran_plot() {
+    let d = tmp_dir("aldp");
+    let reference = diffsamp::energy::data::shared_data_file("aldp_300K_val_nm.npy").unwrap();
+    let arr = diffsamp::io::read_npy(&reference).unwrap();
+    assert_eq!(arr.shape, vec![5000, 22, 3]);
+    // The mirror image: D-alanine, φ → −φ, same energy.
+    let mirrored: Vec<f64> = arr.data.iter().map(|v| -v).collect();
+    let mirror_path = d.join("mirrored.npy");
+    diffsamp::io::write_npy(&mirror_path, &arr.shape, &mirrored, false).unwrap();
+    let run = |samples: &Path, tag: &str| -> serde_json::Value {
+        let json = d.join(format!("{tag}.json"));
+        let plots = d.join(format!("plots-{tag}"));
+        let o = diffsamp(&[
+            "eval",
+            "--system",
+            "aldp",
+            "--samples",
+            s(samples),
+            "--reference",
+            s(&reference),
+            "--n",
+            "500",
+            "--sinkhorn-eps",
+            "0",
+            "--json",
+            s(&json),
+            "--plots",
+            s(&plots),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(plots.join("ramachandran.png").is_file());
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+    };
+    let same = run(&reference, "same");
+    let t = &same["torsions"];
+    assert_eq!(t["d_fraction_generated"], 0.0);
+    assert_eq!(t["d_fraction_reference"], 0.0);
+    // Two 500-row subsets of one set: KL is finite-sample noise only.
+    assert!(t["kl_phi"].as_f64().unwrap() < 0.5, "{t}");
+    let mirror = run(&mirror_path, "mirror");
+    let t = &mirror["torsions"];
+    assert_eq!(t["d_fraction_generated"], 1.0);
+    assert!(t["kl_phi"].as_f64().unwrap() > 2.0, "{t}");
+    assert!(t["w2_phi_psi"].as_f64().unwrap() > 1.0, "{t}");
+    // Energies are mirror-symmetric.
+    let de = mirror["energy_mean_generated"].as_f64().unwrap()
+        - same["energy_mean_generated"].as_f64().unwrap();
+    assert!(de.abs() < 1e-3, "{de}");
+    std::fs::remove_dir_all(&d).unwrap();
 }

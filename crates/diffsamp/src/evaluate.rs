@@ -73,7 +73,53 @@ pub struct EvalReport {
     pub n_modes: Option<usize>,
     /// TVD between generated mode weights and uniform.
     pub mode_weight_tvd: Option<f64>,
+    /// Backbone-torsion metrics (alanine dipeptide).
+    pub torsions: Option<TorsionReport>,
     pub seconds: f64,
+}
+
+/// Alanine-dipeptide torsion figures of an evaluation (REFERENCE §5).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TorsionReport {
+    /// KL(ref ‖ gen) of the φ marginals (200 bins on [−π, π], ε = 1e-5).
+    pub kl_phi: f64,
+    /// KL(ref ‖ gen) of the ψ marginals.
+    pub kl_psi: f64,
+    /// W2 on the flat torus between the (φ, ψ) samples.
+    pub w2_phi_psi: f64,
+    /// Fraction with φ > 0 (C7ax / αL), generated and reference, with binomial s.e.
+    pub phi_positive_generated: f64,
+    pub phi_positive_reference: f64,
+    pub phi_positive_std_error: f64,
+    /// Fraction of D-alanine configurations (improper CA–N–C–CB < 0).
+    pub d_fraction_generated: f64,
+    pub d_fraction_reference: f64,
+}
+
+/// Whether `system` is alanine dipeptide (22 atoms × 3, backbone torsions apply).
+fn is_alanine(system: &System) -> bool {
+    system.energy.name().starts_with("aldp") && system.energy.dim() == m::alanine::DIM
+}
+
+/// (φ, ψ) pairs `[n, 2]` of alanine-dipeptide configurations `[n, 66]`.
+fn phi_psi(x: &[f64]) -> Result<Vec<f64>> {
+    let (phi, psi) = (m::alanine::phi(x)?, m::alanine::psi(x)?);
+    Ok(phi.iter().zip(&psi).flat_map(|(a, b)| [*a, *b]).collect())
+}
+
+fn torsion_report(gen: &[f64], refs: &[f64]) -> Result<TorsionReport> {
+    let c = m::alanine::compare(refs, gen)?;
+    let w2 = m::torus_w2(&phi_psi(gen)?, &phi_psi(refs)?, 2, m::SizeMismatch::Error)?;
+    Ok(TorsionReport {
+        kl_phi: c.kl_phi,
+        kl_psi: c.kl_psi,
+        w2_phi_psi: w2.w2,
+        phi_positive_generated: c.pop_gen.fraction,
+        phi_positive_reference: c.pop_ref.fraction,
+        phi_positive_std_error: c.pop_gen.std_error.hypot(c.pop_ref.std_error),
+        d_fraction_generated: c.d_gen.fraction,
+        d_fraction_reference: c.d_ref.fraction,
+    })
 }
 
 /// Subsampled data behind a report, for plots.
@@ -141,11 +187,14 @@ pub fn evaluate(
     let (mut w2, mut distance_tvd) = (None, None);
     let (mut sk_cost, mut sk_div, mut sk_eps) = (None, None, None);
     let (mut covered, mut n_modes, mut mode_tvd) = (None, None, None);
+    let mut torsions = None;
     if let Some(p) = energy.particles() {
         let layout = m::ParticleLayout::new(p.n, p.spatial);
         w2 = Some(m::geometric_w2(&gen, &refs, layout, &m::GeometricW2Config::default())?.w2);
         distance_tvd =
             Some(m::distance_histogram_tvd(&gen, &refs, layout, opts.distance_bins)?.tvd);
+    } else if is_alanine(system) {
+        torsions = Some(torsion_report(&gen, &refs)?);
     } else {
         if let Some(cfg) = &opts.sinkhorn {
             let d = m::sinkhorn_divergence(&gen, &refs, dim, cfg)?;
@@ -187,6 +236,7 @@ pub fn evaluate(
         modes_covered: covered,
         n_modes,
         mode_weight_tvd: mode_tvd,
+        torsions,
         seconds: start.elapsed().as_secs_f64(),
     };
     let data = EvalData {
@@ -231,6 +281,25 @@ impl EvalReport {
         add("Sinkhorn cost", self.sinkhorn_cost);
         add("Sinkhorn divergence", self.sinkhorn_divergence);
         add("mode weight TVD", self.mode_weight_tvd);
+        if let Some(t) = &self.torsions {
+            add("KL(φ)", Some(t.kl_phi));
+            add("KL(ψ)", Some(t.kl_psi));
+            add("W2 (φ, ψ) on the torus", Some(t.w2_phi_psi));
+            rows.push((
+                "φ > 0 population gen / ref".into(),
+                format!(
+                    "{:.4} / {:.4} (± {:.4})",
+                    t.phi_positive_generated, t.phi_positive_reference, t.phi_positive_std_error
+                ),
+            ));
+            rows.push((
+                "D-alanine fraction gen / ref".into(),
+                format!(
+                    "{:.4} / {:.4}",
+                    t.d_fraction_generated, t.d_fraction_reference
+                ),
+            ));
+        }
         if let (Some(c), Some(k)) = (self.modes_covered, self.n_modes) {
             rows.push(("modes covered".into(), format!("{c} / {k}")));
         }
@@ -286,6 +355,25 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
                 },
             ],
             100,
+        )?;
+        written.push(p);
+    } else if is_alanine(system) {
+        let p = dir.join("ramachandran.png");
+        let (g, r) = (phi_psi(&data.generated)?, phi_psi(&data.reference)?);
+        scatter_2d(
+            &p,
+            &format!("{name}: Ramachandran (φ, ψ)"),
+            &[
+                Series {
+                    label: "generated",
+                    values: &g,
+                },
+                Series {
+                    label: "reference",
+                    values: &r,
+                },
+            ],
+            None,
         )?;
         written.push(p);
     } else if data.dim >= 2 {

@@ -54,12 +54,14 @@ pub fn load_samples(path: &Path, energy: &dyn Energy) -> Result<Samples> {
     let ok = match (arr.shape.as_slice(), energy.particles()) {
         ([_, d], _) => *d == dim,
         ([_, n, s], Some(p)) => *n == p.n && *s == p.spatial,
+        // Molecules (no particle symmetry in the sampler) stored as [N, atoms, 3].
+        ([_, n, s], None) => n * s == dim,
         _ => false,
     };
     if !ok {
         let expected = match energy.particles() {
             Some(p) => format!("[N, {dim}] or [N, {}, {}]", p.n, p.spatial),
-            None => format!("[N, {dim}]"),
+            None => format!("[N, {dim}] (or [N, a, b] with a·b = {dim})"),
         };
         return Err(Error::Format {
             path: path.to_path_buf(),
