@@ -311,6 +311,20 @@ impl EvalReport {
     }
 }
 
+/// The two series of every evaluation plot: generated, then reference.
+fn gen_vs_ref<'a>(generated: &'a [f64], reference: &'a [f64]) -> [Series<'a>; 2] {
+    [
+        Series {
+            label: "generated",
+            values: generated,
+        },
+        Series {
+            label: "reference",
+            values: reference,
+        },
+    ]
+}
+
 /// Writes the evaluation plots into `dir`: energy histogram, interatomic-distance histogram
 /// (particle systems) and a 2-D scatter of the first two coordinates (vector targets).
 pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<PathBuf>> {
@@ -322,16 +336,7 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
         &p,
         &format!("{name}: energy"),
         "E (kT)",
-        &[
-            Series {
-                label: "generated",
-                values: &data.energies_generated,
-            },
-            Series {
-                label: "reference",
-                values: &data.energies_reference,
-            },
-        ],
+        &gen_vs_ref(&data.energies_generated, &data.energies_reference),
         80,
     )?;
     written.push(p);
@@ -344,16 +349,7 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
             &p,
             &format!("{name}: interatomic distances"),
             "distance",
-            &[
-                Series {
-                    label: "generated",
-                    values: &dg,
-                },
-                Series {
-                    label: "reference",
-                    values: &dr,
-                },
-            ],
+            &gen_vs_ref(&dg, &dr),
             100,
         )?;
         written.push(p);
@@ -363,16 +359,7 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
         scatter_2d(
             &p,
             &format!("{name}: Ramachandran (φ, ψ)"),
-            &[
-                Series {
-                    label: "generated",
-                    values: &g,
-                },
-                Series {
-                    label: "reference",
-                    values: &r,
-                },
-            ],
+            &gen_vs_ref(&g, &r),
             None,
         )?;
         written.push(p);
@@ -395,21 +382,7 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
         } else {
             format!("{name}: coordinates 1-2")
         };
-        scatter_2d(
-            &p,
-            &title,
-            &[
-                Series {
-                    label: "generated",
-                    values: &g,
-                },
-                Series {
-                    label: "reference",
-                    values: &r,
-                },
-            ],
-            marks.as_deref(),
-        )?;
+        scatter_2d(&p, &title, &gen_vs_ref(&g, &r), marks.as_deref())?;
         written.push(p);
     }
     Ok(written)
