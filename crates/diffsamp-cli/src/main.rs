@@ -33,6 +33,8 @@ enum Command {
     Train(commands::train::Args),
     /// Draw fresh samples from a trained run.
     Sample(commands::sample::Args),
+    /// Flow models: pretrain (flow matching), finetune (Adjoint Matching), sample.
+    Flow(commands::flow::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Sample(a) => commands::sample::run(a),
+        Command::Flow(a) => commands::flow::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 pub mod energy;
 pub mod eval;
+pub mod flow;
 pub mod reference;
 pub mod sample;
 pub mod systems;

@@ -1,5 +1,6 @@
 //! Reading and writing samples (.npy) and run directories.
 pub mod npy;
+pub mod run_files;
 pub mod samples;
 
 pub use npy::{read_npy, write_npy, NpyArray};

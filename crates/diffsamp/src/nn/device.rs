@@ -16,6 +16,30 @@ pub fn parse_device(spec: &str) -> Result<Device, String> {
     }
 }
 
+/// Prepares libtorch for a run: parses `device` (errors name the key `device`, also when a
+/// GPU is asked for but libtorch sees none), sets `threads` intra-op threads (default: all
+/// cores) and keeps freed memory in the process (see [`crate::nn::alloc`]).
+pub fn configure(device: &str, threads: Option<usize>) -> crate::Result<Device> {
+    let bad = |why: String| crate::Error::Config {
+        key: "device".into(),
+        why,
+    };
+    let d = parse_device(device).map_err(bad)?;
+    if d.is_cuda() && !tch::Cuda::is_available() {
+        return Err(bad(format!(
+            "'{device}' asked for, but this libtorch build sees no CUDA GPU (README, \"GPU\")"
+        )));
+    }
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    tch::set_num_threads(threads as i32);
+    crate::nn::alloc::retain_freed_memory();
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Neural networks on libtorch (tch): devices and thread settings, control networks.
 pub mod adam;
 pub mod alloc;
+pub mod checkpoint;
 pub mod device;
 pub mod egnn;
 pub(crate) mod layers;

@@ -19,15 +19,15 @@
 use crate::energy::registry::System;
 use crate::error::{Error, Result};
 use crate::evaluate::{evaluate, write_plots, EvalOptions, EvalReport};
+use crate::io::run_files::{json_line, truncate_log, write_atomic};
 use crate::io::{load_samples, write_npy, Samples};
 use crate::methods::adjoint_sampling::config::{AsConfig, NetworkConfig, ReferenceSource};
 use crate::methods::adjoint_sampling::{EpochReport, Trainer};
 use crate::metrics::SinkhornConfig;
-use crate::nn::{Control, Egnn, Mlp};
+use crate::nn::{checkpoint, Control, Egnn, Mlp};
 use crate::sde::HostNoise;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
@@ -98,26 +98,7 @@ pub struct Run {
 
 /// A trainer for `config`: network initialised from `training.seed`, threads and device set.
 fn build_trainer(config: &AsConfig) -> Result<Trainer> {
-    let device = crate::nn::device::parse_device(&config.device).map_err(|why| Error::Config {
-        key: "device".into(),
-        why,
-    })?;
-    if device.is_cuda() && !tch::Cuda::is_available() {
-        return Err(Error::Config {
-            key: "device".into(),
-            why: format!(
-                "'{}' asked for, but this libtorch build sees no CUDA GPU (README, \"GPU\")",
-                config.device
-            ),
-        });
-    }
-    let threads = config.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    tch::set_num_threads(threads as i32);
-    crate::nn::alloc::retain_freed_memory();
+    let device = crate::nn::device::configure(&config.device, config.threads)?;
     tch::manual_seed(config.training.seed as i64);
     let energy = crate::energy::by_name(&config.system)?;
     let vs = VarStore::new(device);
@@ -135,54 +116,6 @@ fn build_trainer(config: &AsConfig) -> Result<Trainer> {
         NetworkConfig::Mlp(c) => Box::new(Mlp::new(&vs.root(), energy.dim(), c.clone())?),
     };
     Trainer::new(energy, vs, control, config.training.clone())
-}
-
-fn json_line<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let mut line = serde_json::to_string(value).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        why: e.to_string(),
-    })?;
-    line.push('\n');
-    f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
-}
-
-/// Keeps the lines of a JSON-lines log whose `epoch` is ≤ `epoch` and that are not marked
-/// `"final"` (a torn last line is dropped too); returns the kept lines.
-fn truncate_log(path: &Path, epoch: usize) -> Result<Vec<serde_json::Value>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let kept: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| {
-            v.get("epoch")
-                .and_then(|e| e.as_u64())
-                .is_some_and(|e| e as usize <= epoch)
-                && v.get("final").and_then(|f| f.as_bool()) != Some(true)
-        })
-        .collect();
-    let mut out = String::new();
-    for v in &kept {
-        out.push_str(&v.to_string());
-        out.push('\n');
-    }
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, out).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(kept)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 impl Run {
@@ -211,12 +144,12 @@ impl Run {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_atomic(&cfg_path, config.to_toml().as_bytes())?;
         let ckpt = dir.join(CHECKPOINT);
-        if ckpt.join("trainer_state.json").exists() {
+        if checkpoint::exists(&ckpt) {
             trainer.load_checkpoint(&ckpt)?;
         }
         let done = trainer.epochs_done();
-        let epochs = truncate_log(&dir.join(EPOCHS_LOG), done)?;
-        truncate_log(&dir.join(METRICS_LOG), done)?;
+        let epochs = truncate_log(&dir.join(EPOCHS_LOG), "epoch", done)?;
+        truncate_log(&dir.join(METRICS_LOG), "epoch", done)?;
         let wall_offset = epochs
             .last()
             .and_then(|v| v.get("wall_seconds"))
@@ -242,7 +175,7 @@ impl Run {
         }
         let config = AsConfig::load(&cfg_path)?;
         let ckpt = dir.join(CHECKPOINT);
-        if !ckpt.join("trainer_state.json").exists() {
+        if !checkpoint::exists(&ckpt) {
             return Err(Error::Format {
                 path: dir.to_path_buf(),
                 why: "the run has no checkpoint yet".into(),
@@ -413,7 +346,11 @@ impl Run {
         if final_path.exists() {
             std::fs::remove_file(&final_path).map_err(|e| Error::io(&final_path, e))?;
         }
-        truncate_log(&self.dir.join(METRICS_LOG), self.trainer.epochs_done())?;
+        truncate_log(
+            &self.dir.join(METRICS_LOG),
+            "epoch",
+            self.trainer.epochs_done(),
+        )?;
         let reference = self.reference(observer)?;
         let ev_every = self.config.evaluation.every;
         let ckpt = self.dir.join(CHECKPOINT);
@@ -454,7 +391,7 @@ impl Run {
         }
         let train_wall = self.wall_offset + start.elapsed().as_secs_f64();
         self.wall_offset = train_wall;
-        if !ckpt.join("trainer_state.json").exists() {
+        if !checkpoint::exists(&ckpt) {
             self.trainer.save_checkpoint(&ckpt)?;
         }
         let n = self.config.evaluation.final_n_samples;

@@ -3,7 +3,7 @@
 use crate::energy::{Energy, EnergyBatch, Particles};
 use crate::error::{Error, Result};
 use crate::methods::adjoint_sampling::{ram_loss, terminal_adjoint, ReplayBuffer};
-use crate::nn::{Adam, AdamConfig, Control};
+use crate::nn::{checkpoint, Adam, AdamConfig, Control};
 use crate::sde::{EulerMaruyama, Geometric, HostNoise, NoiseSource, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -254,20 +254,6 @@ fn to_host(x: &tch::Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(&flat).expect("f64 tensor to host")
 }
 
-/// File names inside a checkpoint directory.
-/// The tensor files carry the epoch in their names, so writing a new checkpoint never touches
-/// the files the current `trainer_state.json` points to; renaming that JSON into place is the
-/// single commit point (a kill at any moment leaves one complete checkpoint).
-const STATE: &str = "trainer_state.json";
-
-fn weights_file(epoch: usize) -> String {
-    format!("weights-{epoch:08}.safetensors")
-}
-
-fn optimizer_file(epoch: usize) -> String {
-    format!("optimizer-{epoch:08}.safetensors")
-}
-
 /// Everything of a [`Trainer`] besides tensors: loop counters, buffer and noise stream.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,13 +280,6 @@ impl Trainer {
     /// Adam moments as safetensors, loop state (settings, counters, buffer, RNG) as JSON.
     /// Resuming from it with [`Trainer::load_checkpoint`] continues bit for bit.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let weights = dir.join(weights_file(self.epoch));
-        self.vs.save(&weights).map_err(|e| Error::Format {
-            path: weights.clone(),
-            why: e.to_string(),
-        })?;
-        self.optimizer.save(&dir.join(optimizer_file(self.epoch)))?;
         let state = TrainerState {
             settings: self.settings.clone(),
             epoch: self.epoch,
@@ -308,52 +287,21 @@ impl Trainer {
             buffer: self.buffer.clone(),
             noise: self.noise.clone(),
         };
-        let path = dir.join(STATE);
-        let json = serde_json::to_vec(&state).map_err(|e| Error::Format {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        let tmp = dir.join(format!("{STATE}.tmp"));
-        std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        // Committed: tensor files of other epochs are no longer referenced.
-        let keep = [weights_file(self.epoch), optimizer_file(self.epoch)];
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = (name.starts_with("weights-") || name.starts_with("optimizer-"))
-                && name.ends_with(".safetensors")
-                && !keep.contains(&name);
-            if stale {
-                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-            }
-        }
-        Ok(())
+        checkpoint::save(dir, self.epoch, &self.vs, &self.optimizer, &state)
     }
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer, which
     /// must have been built with the same settings and network.
     pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
-        let path = dir.join(STATE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let state: TrainerState = serde_json::from_slice(&bytes).map_err(|e| Error::Format {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
+        let state: TrainerState = checkpoint::read_state(dir)?;
         if state.settings != self.settings {
             return Err(Error::Format {
-                path,
+                path: dir.join(checkpoint::STATE),
                 why: "checkpoint settings differ from this trainer's".into(),
             });
         }
         state.buffer.validate()?;
-        let weights = dir.join(weights_file(state.epoch));
-        self.vs.load(&weights).map_err(|e| Error::Format {
-            path: weights.clone(),
-            why: e.to_string(),
-        })?;
-        self.optimizer
-            .load(&dir.join(optimizer_file(state.epoch)))?;
+        checkpoint::load_tensors(dir, state.epoch, &mut self.vs, &mut self.optimizer)?;
         self.epoch = state.epoch;
         self.energy_evals = state.energy_evals;
         self.buffer = state.buffer;
@@ -377,6 +325,7 @@ impl std::fmt::Debug for Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::checkpoint::{optimizer_file, weights_file, STATE};
     use crate::nn::layers::testing::torch_rng;
     use crate::nn::{Egnn, EgnnConfig, Mlp, MlpConfig};
     use tch::Device;
