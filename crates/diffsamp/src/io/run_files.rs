@@ -6,6 +6,19 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 
+/// Resumes the logs of a run directory at counter `key` = `upto`: truncates the training log
+/// `train_log` and the evaluation log `metrics_log` (see [`truncate_log`]) and returns the
+/// training wall time already spent (`wall_seconds` of the last kept training line, 0 if none).
+pub fn resume_logs(train_log: &Path, metrics_log: &Path, key: &str, upto: usize) -> Result<f64> {
+    let kept = truncate_log(train_log, key, upto)?;
+    truncate_log(metrics_log, key, upto)?;
+    Ok(kept
+        .last()
+        .and_then(|v| v.get("wall_seconds"))
+        .and_then(|w| w.as_f64())
+        .unwrap_or(0.0))
+}
+
 /// Appends `value` as one JSON line to `path` (created if needed).
 pub fn json_line<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()

@@ -12,7 +12,7 @@
 //! A killed run resumes from its last checkpoint; log lines past it are dropped.
 
 use crate::error::{Error, Result};
-use crate::io::run_files::{json_line, truncate_log, write_atomic};
+use crate::io::run_files::{json_line, resume_logs, write_atomic};
 use crate::io::{read_npy, write_npy, Samples};
 use crate::methods::adjoint_matching::config::{from_toml, FinetuneConfig, PretrainConfig};
 use crate::methods::adjoint_matching::finetune::to_host;
@@ -78,6 +78,15 @@ fn open_dir<C: Serialize + for<'de> Deserialize<'de>>(
         why: e.to_string(),
     })?;
     write_atomic(&cfg_path, text.as_bytes())
+}
+
+/// Appends `report` to `metrics.jsonl` marked `"final": true` and writes it as `final.json`.
+fn write_final<R: Serialize>(dir: &Path, report: &R) -> Result<()> {
+    let mut line = serde_json::to_value(report).expect("report serialises");
+    line["final"] = true.into();
+    json_line(&dir.join(METRICS_LOG), &line)?;
+    let json = serde_json::to_vec_pretty(report).expect("report serialises");
+    write_atomic(&dir.join(FINAL), &json)
 }
 
 fn read_config<C: for<'de> Deserialize<'de>>(dir: &Path) -> Result<C> {
@@ -232,13 +241,12 @@ impl PretrainRun {
         if checkpoint::exists(&ckpt) {
             trainer.load_checkpoint(&ckpt)?;
         }
-        let kept = truncate_log(&dir.join(TRAIN_LOG), "step", trainer.steps_done())?;
-        truncate_log(&dir.join(METRICS_LOG), "step", trainer.steps_done())?;
-        let wall_offset = kept
-            .last()
-            .and_then(|v| v.get("wall_seconds"))
-            .and_then(|w| w.as_f64())
-            .unwrap_or(0.0);
+        let wall_offset = resume_logs(
+            &dir.join(TRAIN_LOG),
+            &dir.join(METRICS_LOG),
+            "step",
+            trainer.steps_done(),
+        )?;
         Ok(Self {
             dir: dir.to_path_buf(),
             mixture: IsotropicMixture::registered(&config.target),
@@ -369,11 +377,7 @@ impl PretrainRun {
             ],
             None,
         )?;
-        let mut line = serde_json::to_value(&report).expect("report serialises");
-        line["final"] = true.into();
-        json_line(&self.dir.join(METRICS_LOG), &line)?;
-        let json = serde_json::to_vec_pretty(&report).expect("report serialises");
-        write_atomic(&final_path, &json)?;
+        write_final(&self.dir, &report)?;
         Ok(report)
     }
 }
@@ -524,14 +528,12 @@ impl FinetuneRun {
         if checkpoint::exists(&ckpt) {
             tuner.load_checkpoint(&ckpt)?;
         }
-        let done = tuner.iterations_done();
-        let kept = truncate_log(&dir.join(TRAIN_LOG), "iteration", done)?;
-        truncate_log(&dir.join(METRICS_LOG), "iteration", done)?;
-        let wall_offset = kept
-            .last()
-            .and_then(|v| v.get("wall_seconds"))
-            .and_then(|w| w.as_f64())
-            .unwrap_or(0.0);
+        let wall_offset = resume_logs(
+            &dir.join(TRAIN_LOG),
+            &dir.join(METRICS_LOG),
+            "iteration",
+            tuner.iterations_done(),
+        )?;
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
@@ -824,11 +826,7 @@ impl FinetuneRun {
         let (report, sets) = self.evaluate(n, last_loss, wall)?;
         write_samples(&self.dir, &sets.ode, self.tuner.base().dim())?;
         self.plots(&sets)?;
-        let mut line = serde_json::to_value(&report).expect("report serialises");
-        line["final"] = true.into();
-        json_line(&self.dir.join(METRICS_LOG), &line)?;
-        let json = serde_json::to_vec_pretty(&report).expect("report serialises");
-        write_atomic(&final_path, &json)?;
+        write_final(&self.dir, &report)?;
         Ok(report)
     }
 }

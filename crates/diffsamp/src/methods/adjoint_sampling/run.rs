@@ -19,7 +19,7 @@
 use crate::energy::registry::System;
 use crate::error::{Error, Result};
 use crate::evaluate::{evaluate, write_plots, EvalOptions, EvalReport};
-use crate::io::run_files::{json_line, truncate_log, write_atomic};
+use crate::io::run_files::{json_line, resume_logs, truncate_log, write_atomic};
 use crate::io::{load_samples, write_npy, Samples};
 use crate::methods::adjoint_sampling::config::{AsConfig, NetworkConfig, ReferenceSource};
 use crate::methods::adjoint_sampling::{EpochReport, Trainer};
@@ -148,13 +148,8 @@ impl Run {
             trainer.load_checkpoint(&ckpt)?;
         }
         let done = trainer.epochs_done();
-        let epochs = truncate_log(&dir.join(EPOCHS_LOG), "epoch", done)?;
-        truncate_log(&dir.join(METRICS_LOG), "epoch", done)?;
-        let wall_offset = epochs
-            .last()
-            .and_then(|v| v.get("wall_seconds"))
-            .and_then(|w| w.as_f64())
-            .unwrap_or(0.0);
+        let wall_offset =
+            resume_logs(&dir.join(EPOCHS_LOG), &dir.join(METRICS_LOG), "epoch", done)?;
         Ok(Run {
             dir: dir.to_path_buf(),
             system: config.system()?,
