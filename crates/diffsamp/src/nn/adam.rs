@@ -131,6 +131,32 @@ impl Adam {
         });
     }
 
+    /// Rescales the gradients so that their joint L2 norm is at most `max_norm` (PyTorch's
+    /// `clip_grad_norm_`: g ← g · min(1, max_norm / (‖g‖ + 1e-6))); returns ‖g‖ before
+    /// clipping. Variables without a gradient are ignored.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        tch::no_grad(|| {
+            let grads: Vec<Tensor> = self
+                .slots
+                .iter()
+                .map(|(_, p, _, _)| p.grad())
+                .filter(|g| g.defined())
+                .collect();
+            let total = grads
+                .iter()
+                .map(|g| g.square().sum(tch::Kind::Double).double_value(&[]))
+                .sum::<f64>()
+                .sqrt();
+            let coef = max_norm / (total + 1e-6);
+            if coef < 1.0 {
+                for mut g in grads {
+                    let _ = g.g_mul_scalar_(coef);
+                }
+            }
+            total
+        })
+    }
+
     /// zero_grad, backward of `loss`, step.
     pub fn backward_step(&mut self, loss: &Tensor) {
         self.zero_grad();
@@ -276,6 +302,34 @@ mod tests {
         let err = opt3.load(&dir.join("adam.safetensors")).unwrap_err();
         assert!(err.to_string().contains("'exp_avg"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn gradient_clipping_scales_to_the_bound() {
+        let _rng = torch_rng();
+        let (vs, lin, x, y) = setup(3);
+        let mut opt = Adam::new(&vs, AdamConfig::default()).unwrap();
+        let norm_of = |vs: &VarStore| {
+            vs.variables()
+                .values()
+                .map(|p| p.grad().square().sum(Kind::Double).double_value(&[]))
+                .sum::<f64>()
+                .sqrt()
+        };
+        opt.zero_grad();
+        (loss(&lin, &x, &y) * 100.0).backward();
+        let before = norm_of(&vs);
+        let reported = opt.clip_grad_norm(0.5);
+        assert!(
+            (reported - before).abs() < 1e-6 * before,
+            "{reported} vs {before}"
+        );
+        assert!(before > 0.5, "{before}");
+        assert!((norm_of(&vs) - 0.5).abs() < 1e-5, "{}", norm_of(&vs));
+        // Below the bound: untouched.
+        let small = norm_of(&vs);
+        opt.clip_grad_norm(10.0);
+        assert!((norm_of(&vs) - small).abs() < 1e-9);
     }
 
     #[test]

@@ -124,22 +124,42 @@ pub struct Egnn {
     layers: Vec<EgnnLayer>,
     particles: Particles,
     neighbours: Neighbours,
+    conditions: usize,
     config: EgnnConfig,
 }
 
 impl Egnn {
-    /// A network for `particles` with parameters under `path`.
+    /// A network for `particles` with parameters under `path`, conditioned on the time alone.
     pub fn new(path: &Path, particles: Particles, config: EgnnConfig) -> Result<Self> {
+        Self::with_conditions(path, particles, config, 1)
+    }
+
+    /// A network conditioned on `conditions` ≥ 1 scalars per graph (h⁰_i = W c + b, e.g.
+    /// c = (noise level, inverse temperature) for PITA); see [`Egnn::forward_conditioned`].
+    pub fn with_conditions(
+        path: &Path,
+        particles: Particles,
+        config: EgnnConfig,
+        conditions: usize,
+    ) -> Result<Self> {
         config.validate()?;
+        if conditions == 0 {
+            return Err(Error::Config {
+                key: "conditions".into(),
+                why: "an EGNN needs at least one conditioning scalar".into(),
+            });
+        }
         let h = config.hidden;
+        let c = conditions;
         let layers_path = path / "layers";
         Ok(Self {
-            embedding: linear(path / "embedding", 1, h, 1, true),
+            embedding: linear(path / "embedding", c, h, c, true),
             layers: (0..config.n_layers)
                 .map(|k| EgnnLayer::new(&layers_path / k, h, k + 1 == config.n_layers))
                 .collect(),
             particles,
             neighbours: Neighbours::new(particles.n as i64, path.device()),
+            conditions,
             config,
         })
     }
@@ -155,9 +175,20 @@ impl Egnn {
     }
 
     /// v_θ(t, x): t `[batch]`, x `[batch, n·spatial]` or `[batch, n, spatial]` → shape of x.
+    pub fn forward(&self, t: &Tensor, x: &Tensor) -> Tensor {
+        self.forward_conditioned(&t.view([-1, 1]), x)
+    }
+
+    /// Number of conditioning scalars per graph.
+    pub fn conditions(&self) -> usize {
+        self.conditions
+    }
+
+    /// The network with conditions c `[batch, conditions]` and x `[batch, n·spatial]` or
+    /// `[batch, n, spatial]` → shape of x.
     ///
     /// Pair tensors hold the n − 1 neighbours of each node, `[B, n, n − 1, ·]` (no self pairs).
-    pub fn forward(&self, t: &Tensor, x: &Tensor) -> Tensor {
+    pub fn forward_conditioned(&self, c: &Tensor, x: &Tensor) -> Tensor {
         let shape = x.size();
         let (n, s) = (self.particles.n as i64, self.particles.spatial as i64);
         let x0 = x.view([-1, n, s]);
@@ -173,10 +204,11 @@ impl Egnn {
             .diff(&x0)
             .square()
             .sum_dim_intlist(-1, true, kind);
-        let mut h = t
+        let nc = self.conditions as i64;
+        let mut h = c
             .to_kind(kind)
-            .view([b, 1, 1])
-            .expand([b, n, 1], true)
+            .view([b, 1, nc])
+            .expand([b, n, nc], true)
             .apply(&self.embedding);
         let mut x = x0.shallow_clone();
         for layer in &self.layers {

@@ -97,15 +97,34 @@ pub struct Mlp {
     output: Linear,
     frequencies: Vec<f64>,
     dim: usize,
+    conditions: usize,
     config: MlpConfig,
 }
 
 impl Mlp {
-    /// A network for `dim`-dimensional states with parameters under `path`.
+    /// A network for `dim`-dimensional states with parameters under `path`, conditioned on
+    /// the time alone.
     pub fn new(path: &Path, dim: usize, config: MlpConfig) -> Result<Self> {
+        Self::with_conditions(path, dim, config, 1)
+    }
+
+    /// A network conditioned on `conditions` ≥ 1 scalars per row, each with its own Fourier
+    /// features (φ(c) = [φ(c_1), …, φ(c_C)], `[batch, 2FC]`); see [`Mlp::forward_conditioned`].
+    pub fn with_conditions(
+        path: &Path,
+        dim: usize,
+        config: MlpConfig,
+        conditions: usize,
+    ) -> Result<Self> {
         config.validate()?;
+        if conditions == 0 {
+            return Err(Error::Config {
+                key: "conditions".into(),
+                why: "an MLP needs at least one conditioning scalar".into(),
+            });
+        }
         let h = config.hidden;
-        let f2 = 2 * config.n_frequencies;
+        let f2 = 2 * config.n_frequencies * conditions;
         let layers_path = path / "layers";
         Ok(Self {
             time_in: linear(path / "time_in", f2, h, f2, true),
@@ -117,6 +136,7 @@ impl Mlp {
             output: linear_xavier(path / "output", h, dim, 1e-3),
             frequencies: config.frequencies(),
             dim,
+            conditions,
             config,
         })
     }
@@ -131,6 +151,11 @@ impl Mlp {
         self.dim
     }
 
+    /// Number of conditioning scalars per row.
+    pub fn conditions(&self) -> usize {
+        self.conditions
+    }
+
     /// Fourier features φ(t) `[batch, 2F]` of t `[batch]`.
     pub fn time_features(&self, t: &Tensor) -> Tensor {
         let freqs: Vec<f32> = self
@@ -138,15 +163,26 @@ impl Mlp {
             .iter()
             .map(|f| (2.0 * std::f64::consts::PI * f) as f32)
             .collect();
-        let w = Tensor::from_slice(&freqs).to_device(t.device());
-        let arg = t.to_kind(Kind::Float).unsqueeze(1) * w.unsqueeze(0); // [B, F]
+        // In the network's floating kind (f32, or f64 in gradient checks).
+        let kind = self.time_in.ws.kind();
+        let w = Tensor::from_slice(&freqs)
+            .to_device(t.device())
+            .to_kind(kind);
+        let arg = t.to_kind(kind).unsqueeze(1) * w.unsqueeze(0); // [B, F]
         Tensor::cat(&[arg.sin(), arg.cos()], 1)
     }
 
     /// v_θ(t, x): t `[batch]`, x `[batch, dim]` → `[batch, dim]`.
     pub fn forward(&self, t: &Tensor, x: &Tensor) -> Tensor {
-        let e = self
-            .time_features(t)
+        self.forward_conditioned(&t.view([-1, 1]), x)
+    }
+
+    /// The network with conditions c `[batch, conditions]`, x `[batch, dim]` → `[batch, dim]`.
+    pub fn forward_conditioned(&self, c: &Tensor, x: &Tensor) -> Tensor {
+        let features: Vec<Tensor> = (0..self.conditions as i64)
+            .map(|k| self.time_features(&c.select(1, k)))
+            .collect();
+        let e = Tensor::cat(&features, 1)
             .apply(&self.time_in)
             .silu()
             .apply(&self.time_out);

@@ -4,11 +4,13 @@ pub mod alloc;
 pub mod checkpoint;
 pub mod device;
 pub mod egnn;
+pub mod ema;
 pub(crate) mod layers;
 pub mod mlp;
 
 pub use adam::{Adam, AdamConfig};
 pub use egnn::{Aggregation, Egnn, EgnnConfig};
+pub use ema::Ema;
 pub use mlp::{Mlp, MlpConfig};
 
 use tch::Tensor;

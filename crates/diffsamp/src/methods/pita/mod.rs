@@ -1,0 +1,9 @@
+//! PITA: progressive inference-time annealing (REFERENCE §3). Diffusion models trained at a
+//! high temperature are annealed to the next lower one by a Feynman–Kac reweighted reverse
+//! SDE with sequential Monte Carlo; the new samples (true energies evaluated once) join the
+//! buffer, training continues, down to the target temperature.
+pub mod edm;
+pub mod exact;
+pub mod loss;
+pub mod model;
+pub mod smc;
