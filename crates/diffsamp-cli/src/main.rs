@@ -31,6 +31,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Train an Adjoint Sampling sampler from a TOML config (resumes an existing run).
     Train(commands::train::Args),
+    /// PITA: anneal diffusion models down a temperature ladder with Feynman–Kac SMC.
+    Pita(commands::pita::Args),
     /// Draw fresh samples from a trained run.
     Sample(commands::sample::Args),
     /// Flow models: pretrain (flow matching), finetune (Adjoint Matching), sample.
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Reference(a) => commands::reference::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Train(a) => commands::train::run(a),
+        Command::Pita(a) => commands::pita::run(a),
         Command::Sample(a) => commands::sample::run(a),
         Command::Flow(a) => commands::flow::run(a),
     };

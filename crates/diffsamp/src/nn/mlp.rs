@@ -5,7 +5,7 @@ use crate::nn::layers::{linear, linear_xavier};
 use crate::nn::Control;
 use serde::{Deserialize, Serialize};
 use tch::nn::{Linear, Module, Path};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Settings of [`Mlp`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,8 +2,14 @@
 //! high temperature are annealed to the next lower one by a Feynman–Kac reweighted reverse
 //! SDE with sequential Monte Carlo; the new samples (true energies evaluated once) join the
 //! buffer, training continues, down to the target temperature.
+pub mod buffer;
+pub mod config;
 pub mod edm;
 pub mod exact;
 pub mod loss;
 pub mod model;
+pub mod run;
 pub mod smc;
+
+pub use config::PitaConfig;
+pub use run::{PitaEvent, PitaRun, PitaSummary, StageLine, TrainLine};

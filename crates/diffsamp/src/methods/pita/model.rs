@@ -3,22 +3,12 @@
 
 use crate::energy::Particles;
 use crate::error::{Error, Result};
+pub use crate::methods::adjoint_sampling::config::NetworkConfig;
 use crate::methods::pita::edm::Precondition;
-use crate::nn::{Egnn, EgnnConfig, Mlp, MlpConfig};
+use crate::nn::{Egnn, Mlp};
 use crate::sde::remove_com;
-use serde::{Deserialize, Serialize};
 use tch::nn::Path;
 use tch::Tensor;
-
-/// The architecture of both networks (F_s and F_e are separate networks of this shape).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum NetworkConfig {
-    /// MLP with Fourier features of the conditions (vector targets).
-    Mlp(MlpConfig),
-    /// E(n)-equivariant GNN (particle systems).
-    Egnn(EgnnConfig),
-}
 
 /// A network F(c, x) with conditions c = (c_noise, ln β) `[B, 2]`, output shaped like x.
 #[derive(Debug)]
@@ -39,8 +29,8 @@ impl Backbone {
             NetworkConfig::Mlp(c) => Ok(Self::Mlp(Mlp::with_conditions(path, dim, c.clone(), 2)?)),
             NetworkConfig::Egnn(c) => {
                 let particles = particles.ok_or_else(|| Error::Config {
-                    key: "network.kind".into(),
-                    why: "an EGNN needs a particle system; use kind = \"mlp\"".into(),
+                    key: "network".into(),
+                    why: "an EGNN needs a particle system; use [network.mlp]".into(),
                 })?;
                 Ok(Self::Egnn(Egnn::with_conditions(
                     path,
@@ -170,6 +160,7 @@ impl PitaModel {
 mod tests {
     use super::*;
     use crate::nn::layers::testing::{randomise, torch_rng};
+    use crate::nn::MlpConfig;
     use tch::nn::VarStore;
     use tch::{Device, Kind};
 

@@ -1,0 +1,270 @@
+//! The configuration of a PITA run (TOML, unknown keys rejected, ranges checked with the key
+//! named).
+
+use crate::energy::registry;
+use crate::error::{Error, Result};
+use crate::mcmc::reference::ReferenceConfig;
+use crate::methods::pita::edm::Edm;
+use crate::methods::pita::loss::LossConfig;
+use crate::methods::pita::model::NetworkConfig;
+use crate::methods::pita::smc::SmcConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+fn bad<T>(key: &str, why: impl Into<String>) -> Result<T> {
+    Err(Error::Config {
+        key: key.into(),
+        why: why.into(),
+    })
+}
+
+/// The initial samples: MCMC at the highest temperature of the ladder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialConfig {
+    /// The MCMC run (its `n_samples` samples start the buffer; its `pt` must be unset: the
+    /// chain runs at the ladder's first temperature).
+    pub mcmc: ReferenceConfig,
+}
+
+/// Network training, per stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Adam steps at the first temperature.
+    pub steps_first: usize,
+    /// Adam steps at every later temperature (after its samples join the buffer).
+    pub steps_per_stage: usize,
+    /// Batch size (≥ 1), drawn uniformly from the whole buffer.
+    pub batch_size: usize,
+    /// Adam learning rate (1e-3).
+    pub learning_rate: f64,
+    /// Gradient-norm bound (0.5).
+    pub grad_clip: f64,
+    /// EMA decay of the generating weights (0.999).
+    pub ema_decay: f64,
+    /// Random rotations of x_0 (and ∇E) as augmentation (particle systems).
+    #[serde(default = "yes")]
+    pub rotations: bool,
+    /// Save a checkpoint every this many steps (≥ 1).
+    pub checkpoint_every: usize,
+    /// Append a line to train.jsonl every this many steps (≥ 1).
+    #[serde(default = "log_every")]
+    pub log_every: usize,
+    /// Loss weights and masks.
+    #[serde(default)]
+    pub loss: LossConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+fn log_every() -> usize {
+    50
+}
+
+/// Final evaluation at the target temperature.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// A `.npy` path: absolute, relative to the working directory, or a file name in the
+    /// shared data directory; or `"none"` (no reference: energies and plots only).
+    pub reference: String,
+    /// Samples of each set (published protocol: 2000 vs 2000).
+    #[serde(default = "final_n")]
+    pub n_samples: usize,
+    /// Seed of the subsampling.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn final_n() -> usize {
+    2000
+}
+
+/// A whole PITA run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PitaConfig {
+    /// Registered system (its energy in kT units at T = 1).
+    pub system: String,
+    /// Temperature ladder relative to the system's, strictly decreasing, ending at 1
+    /// (LJ-13: 4, 3, 2, 1.5, 1.2, 1; alanine dipeptide 1200 → 300 K: 4, 2.5198, 1.8517, 1).
+    pub temperatures: Vec<f64>,
+    /// Run seed (networks, batches, noise, SMC).
+    pub seed: u64,
+    /// libtorch threads (unset: libtorch's default).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// `"cpu"`, `"cuda"` or `"cuda:N"`.
+    #[serde(default = "cpu")]
+    pub device: String,
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub edm: Edm,
+    pub initial: InitialConfig,
+    pub training: TrainingConfig,
+    pub smc: SmcConfig,
+    /// Resample the annealed population once against the true energy,
+    /// log w = −β_{i+1} E(x) + γ E_θ(x, σ_min) (REFERENCE §3.4, LJ).
+    #[serde(default = "yes")]
+    pub final_resample: bool,
+    pub evaluation: EvaluationConfig,
+}
+
+fn cpu() -> String {
+    "cpu".into()
+}
+
+impl PitaConfig {
+    /// Parses TOML; unknown keys and wrong types are errors naming the key.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Format {
+            path: origin.to_path_buf(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let c = Self::from_toml(&text, path)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a PitaConfig always serialises")
+    }
+
+    /// Checks every range; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let energy = match registry::by_name(&self.system) {
+            Ok(e) => e,
+            Err(_) => {
+                return bad(
+                    "system",
+                    format!(
+                        "unknown system '{}' (known: {})",
+                        self.system,
+                        registry::known_systems().join(", ")
+                    ),
+                )
+            }
+        };
+        let t = &self.temperatures;
+        if t.len() < 2 {
+            return bad("temperatures", "need at least two (start and target)");
+        }
+        if t.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return bad("temperatures", format!("{t:?}: all must be positive"));
+        }
+        if t.windows(2).any(|w| w[1] >= w[0]) {
+            return bad("temperatures", format!("{t:?} must decrease strictly"));
+        }
+        if (t[t.len() - 1] - 1.0).abs() > 1e-12 {
+            return bad("temperatures", format!("{t:?} must end at the target, 1"));
+        }
+        if self.threads == Some(0) {
+            return bad("threads", "must be at least 1");
+        }
+        if let Err(why) = crate::nn::device::parse_device(&self.device) {
+            return bad("device", why);
+        }
+        match &self.network {
+            NetworkConfig::Egnn(c) => {
+                c.validate().map_err(|e| e.within("network.egnn"))?;
+                if energy.particles().is_none() {
+                    return bad(
+                        "network",
+                        format!(
+                            "an EGNN needs a particle system; '{}' is not one",
+                            self.system
+                        ),
+                    );
+                }
+            }
+            NetworkConfig::Mlp(c) => c.validate().map_err(|e| e.within("network.mlp"))?,
+        }
+        self.edm.validate().map_err(|e| e.within("edm"))?;
+        let m = &self.initial.mcmc;
+        m.validate().map_err(|e| Error::Config {
+            key: "initial.mcmc".into(),
+            why: e.to_string(),
+        })?;
+        if m.pt.is_some() {
+            return bad(
+                "initial.mcmc.pt",
+                "the initial chain runs at the first temperature; remove pt",
+            );
+        }
+        let tr = &self.training;
+        for (k, v) in [
+            ("training.batch_size", tr.batch_size),
+            ("training.checkpoint_every", tr.checkpoint_every),
+            ("training.log_every", tr.log_every),
+        ] {
+            if v == 0 {
+                return bad(k, "must be at least 1");
+            }
+        }
+        if tr.steps_first == 0 {
+            return bad("training.steps_first", "must be at least 1");
+        }
+        if !(tr.learning_rate.is_finite() && tr.learning_rate > 0.0) {
+            return bad(
+                "training.learning_rate",
+                format!("{} must be positive", tr.learning_rate),
+            );
+        }
+        if !(tr.grad_clip > 0.0) {
+            return bad(
+                "training.grad_clip",
+                format!("{} must be positive", tr.grad_clip),
+            );
+        }
+        if !(0.0..1.0).contains(&tr.ema_decay) {
+            return bad(
+                "training.ema_decay",
+                format!("{} is not in [0, 1)", tr.ema_decay),
+            );
+        }
+        tr.loss.validate().map_err(|e| e.within("training.loss"))?;
+        self.smc.validate().map_err(|e| e.within("smc"))?;
+        if self.evaluation.n_samples == 0 {
+            return bad("evaluation.n_samples", "must be at least 1");
+        }
+        self.reference_path()?;
+        Ok(())
+    }
+
+    /// The evaluation reference file, `None` for `"none"`; a missing file is an error.
+    pub fn reference_path(&self) -> Result<Option<PathBuf>> {
+        let name = self.evaluation.reference.as_str();
+        if name == "none" {
+            return Ok(None);
+        }
+        let given = PathBuf::from(name);
+        if given.is_file() {
+            return Ok(Some(given));
+        }
+        let shared = crate::energy::data::shared_data_dir().join(name);
+        if given.is_relative() && shared.is_file() {
+            return Ok(Some(shared));
+        }
+        bad(
+            "evaluation.reference",
+            format!(
+                "reference file '{name}' not found (looked at {} and {})",
+                given.display(),
+                shared.display()
+            ),
+        )
+    }
+
+    /// β_i = 1 / T_i.
+    pub fn betas(&self) -> Vec<f64> {
+        self.temperatures.iter().map(|t| 1.0 / t).collect()
+    }
+}

@@ -1,0 +1,687 @@
+//! A PITA run directory: the temperature-ladder driver (REFERENCE §3).
+//!
+//! ```text
+//! <run>/config.toml         the resolved config
+//!       checkpoint/         networks, Adam moments, EMA weights, sample buffer, stage/step
+//!       train.jsonl         every `log_every` steps: stage, losses, gradient norm
+//!       metrics.jsonl       one line per annealing stage: γ, ESS, energies, evaluations
+//!       samples_T<T>.npy    the samples collected at each temperature
+//!       samples.npy         the final samples at the target temperature
+//!       final.json          evaluation against the reference and the run totals
+//!       plots/*.png         energies per temperature; energy and distance histograms
+//! ```
+//!
+//! The ladder: MCMC at T_0 fills the buffer; for each stage i, train both networks on the
+//! buffer, anneal the EMA model from β_i to β_{i+1} by FK-SMC, resample once against the
+//! true energy, evaluate true energies and gradients of the new samples (the only energy
+//! evaluations after the MCMC) and add them to the buffer. Checkpoints are taken every
+//! `checkpoint_every` steps and after every stage; a killed run resumes at the stage and step
+//! of its last checkpoint, bit-identically (all random streams are re-derived from the seed
+//! and the step at each checkpoint).
+
+use crate::energy::{registry::System, EnergyBatch, Particles, Tempered};
+use crate::error::{Error, Result};
+use crate::evaluate::{evaluate, write_plots, EvalOptions, EvalReport};
+use crate::geometry::{random_rotation, rotate};
+use crate::io::run_files::{json_line, truncate_log, write_atomic};
+use crate::io::{load_samples, write_npy, Samples};
+use crate::methods::pita::buffer::SampleBuffer;
+use crate::methods::pita::config::PitaConfig;
+use crate::methods::pita::loss::{losses, Batch};
+use crate::methods::pita::model::PitaModel;
+use crate::methods::pita::smc::{anneal, ess_fraction, systematic_resample, Diffused};
+use crate::nn::{checkpoint, Adam, AdamConfig, Ema};
+use crate::report::{histogram_overlay, Series};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+const CONFIG: &str = "config.toml";
+const CHECKPOINT: &str = "checkpoint";
+const TRAIN_LOG: &str = "train.jsonl";
+const METRICS_LOG: &str = "metrics.jsonl";
+const SAMPLES: &str = "samples.npy";
+const FINAL: &str = "final.json";
+const PLOTS: &str = "plots";
+
+/// What a run reports while it works.
+#[derive(Debug)]
+pub enum PitaEvent<'a> {
+    /// A status line.
+    Status(&'a str),
+    /// Training at `stage` (temperature `temperature`): `step` of `total` done.
+    Training {
+        stage: usize,
+        temperature: f64,
+        step: usize,
+        total: usize,
+        loss: f64,
+    },
+    /// Annealing toward `temperature`: SMC step `step` of `total`, current ESS fraction.
+    Annealing {
+        temperature: f64,
+        step: usize,
+        total: usize,
+        ess: f64,
+    },
+    /// A stage's samples joined the buffer.
+    Stage(&'a StageLine),
+}
+
+/// Checkpointed progress.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Stages annealed so far (the buffer holds temperatures 0..=stage).
+    stage: usize,
+    /// Training steps done in the current stage.
+    step: usize,
+    /// Training steps done in total.
+    global_step: usize,
+    /// True-energy evaluations so far (MCMC + buffer).
+    energy_evals: u64,
+    /// Wall time so far (seconds, summed over resumes).
+    wall_seconds: f64,
+    /// Name of the checkpoint's buffer directory.
+    buffer: String,
+}
+
+/// One line of `train.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainLine {
+    pub global_step: usize,
+    pub stage: usize,
+    pub step: usize,
+    pub temperature: f64,
+    pub loss: f64,
+    pub score: f64,
+    pub energy_score: f64,
+    pub energy_match: f64,
+    pub target_score: f64,
+    pub grad_norm: f64,
+    pub wall_seconds: f64,
+}
+
+/// One line of `metrics.jsonl`: an annealing stage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StageLine {
+    /// Index of the new temperature in the ladder.
+    pub stage: usize,
+    pub temperature: f64,
+    /// γ = β_{i+1} / β_i.
+    pub gamma: f64,
+    /// Smallest and mean ESS fraction over the weighted SMC steps.
+    pub ess_min: f64,
+    pub ess_mean: f64,
+    pub resamples: usize,
+    /// ESS fraction of the final true-energy resampling (1 when it is off).
+    pub final_ess: f64,
+    /// Mean and standard deviation of E of the kept samples (target units).
+    pub mean_energy: f64,
+    pub std_energy: f64,
+    /// Samples added to the buffer (non-finite energies left out).
+    pub added: usize,
+    pub energy_evals: u64,
+    pub smc_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+/// `final.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PitaSummary {
+    pub system: String,
+    pub temperatures: Vec<f64>,
+    pub energy_evals: u64,
+    pub training_steps: usize,
+    pub wall_seconds: f64,
+    pub n_samples: usize,
+    /// Evaluation at the target temperature (absent without a reference).
+    pub evaluation: Option<EvalReport>,
+    pub stages: Vec<StageLine>,
+}
+
+/// The diffused density of a model at one inverse temperature.
+struct AtBeta<'a> {
+    model: &'a PitaModel,
+    beta: f64,
+}
+
+impl AtBeta<'_> {
+    fn betas(&self, x: &Tensor) -> Tensor {
+        Tensor::full([x.size()[0]], self.beta, (x.kind(), x.device()))
+    }
+}
+
+impl Diffused for AtBeta<'_> {
+    fn score(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
+        self.model.score(x, sigma, &self.betas(x))
+    }
+    fn energy(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
+        self.model.energy(x, sigma, &self.betas(x))
+    }
+}
+
+fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn to_tensor(data: &[f64], shape: &[i64], device: Device) -> Tensor {
+    Tensor::from_slice(data)
+        .view(shape)
+        .to_kind(Kind::Float)
+        .to_device(device)
+}
+
+fn to_host(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).view([-1]))
+        .expect("a dense tensor converts to host")
+}
+
+/// A PITA run: config, networks (live and EMA), optimiser, buffer, progress.
+pub struct PitaRun {
+    dir: PathBuf,
+    config: PitaConfig,
+    system: System,
+    particles: Option<Particles>,
+    device: Device,
+    vs: VarStore,
+    model: PitaModel,
+    ema_model: PitaModel,
+    ema: Ema,
+    adam: Adam,
+    buffer: SampleBuffer,
+    state: State,
+    rng: ChaCha8Rng,
+    stages: Vec<StageLine>,
+}
+
+impl PitaRun {
+    /// Creates the run directory for `config`, or resumes the run it holds (which must have
+    /// the same config).
+    pub fn open(config: PitaConfig, dir: &Path) -> Result<Self> {
+        config.validate()?;
+        let device = crate::nn::device::configure(&config.device, config.threads)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let cfg_path = dir.join(CONFIG);
+        if cfg_path.exists() {
+            let saved = PitaConfig::load(&cfg_path)?;
+            if saved != config {
+                return Err(Error::Config {
+                    key: "config".into(),
+                    why: format!(
+                        "{} holds a different run; use another --out or its config.toml",
+                        dir.display()
+                    ),
+                });
+            }
+        } else {
+            write_atomic(&cfg_path, config.to_toml().as_bytes())?;
+        }
+        let system = crate::energy::registry::system(&config.system)?;
+        let dim = system.energy.dim();
+        let particles = system.energy.particles();
+        tch::manual_seed(mix(config.seed, 0) as i64);
+        let vs = VarStore::new(device);
+        let model = PitaModel::new(&vs.root(), &config.network, dim, particles)?;
+        let shadow = VarStore::new(device);
+        let ema_model = PitaModel::new(&shadow.root(), &config.network, dim, particles)?;
+        let ema = Ema::new(shadow, &vs, config.training.ema_decay)?;
+        let adam = Adam::new(
+            &vs,
+            AdamConfig {
+                learning_rate: config.training.learning_rate,
+                ..AdamConfig::default()
+            },
+        )?;
+        let mut run = Self {
+            dir: dir.to_path_buf(),
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
+            system,
+            particles,
+            device,
+            vs,
+            model,
+            ema_model,
+            ema,
+            adam,
+            buffer: SampleBuffer::new(dim),
+            state: State::default(),
+            stages: Vec::new(),
+        };
+        run.resume()?;
+        Ok(run)
+    }
+
+    /// The run's config.
+    pub fn config(&self) -> &PitaConfig {
+        &self.config
+    }
+
+    fn ckpt(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT)
+    }
+
+    fn resume(&mut self) -> Result<()> {
+        let ck = self.ckpt();
+        if !checkpoint::exists(&ck) {
+            return Ok(());
+        }
+        let state: State = checkpoint::read_state(&ck)?;
+        checkpoint::load_tensors(&ck, state.global_step, &mut self.vs, &mut self.adam)?;
+        let ema_file = ck.join(ema_file(state.global_step));
+        self.ema
+            .store_mut()
+            .load(&ema_file)
+            .map_err(|e| Error::Format {
+                path: ema_file,
+                why: e.to_string(),
+            })?;
+        self.buffer = SampleBuffer::load(&ck.join(&state.buffer), self.buffer.dim)?;
+        truncate_log(&self.dir.join(TRAIN_LOG), "global_step", state.global_step)?;
+        let kept = truncate_log(&self.dir.join(METRICS_LOG), "stage", state.stage)?;
+        self.stages = kept
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        self.state = state;
+        self.reseed();
+        Ok(())
+    }
+
+    /// Re-derives the random streams from the seed and the progress (so that a resumed run
+    /// continues exactly like an uninterrupted one).
+    fn reseed(&mut self) {
+        let k = (self.state.global_step as u64) << 8 | self.state.stage as u64;
+        tch::manual_seed(mix(self.config.seed, k) as i64);
+        self.rng = ChaCha8Rng::seed_from_u64(mix(self.config.seed ^ 0x5151, k));
+    }
+
+    fn save_checkpoint(&mut self) -> Result<()> {
+        let ck = self.ckpt();
+        std::fs::create_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
+        let gs = self.state.global_step;
+        let ema_path = ck.join(ema_file(gs));
+        self.ema
+            .store()
+            .save(&ema_path)
+            .map_err(|e| Error::Format {
+                path: ema_path,
+                why: e.to_string(),
+            })?;
+        let buffer = format!("buffer-{:02}-{}", self.state.stage, self.buffer.len());
+        let bdir = ck.join(&buffer);
+        if !bdir.exists() {
+            let tmp = ck.join(format!("{buffer}.tmp"));
+            std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            self.buffer.save(&tmp)?;
+            std::fs::rename(&tmp, &bdir).map_err(|e| Error::io(&bdir, e))?;
+        }
+        self.state.buffer = buffer.clone();
+        checkpoint::save(&ck, gs, &self.vs, &self.adam, &self.state)?;
+        let keep_ema = ema_file(gs);
+        for entry in std::fs::read_dir(&ck)
+            .map_err(|e| Error::io(&ck, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale_ema = name.starts_with("ema-") && name != keep_ema;
+            let stale_buffer = name.starts_with("buffer-") && name != buffer;
+            if stale_ema {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            } else if stale_buffer {
+                std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        self.reseed();
+        Ok(())
+    }
+
+    /// Runs (or resumes) the ladder to the target temperature and writes the outputs.
+    pub fn run(&mut self, observer: &mut dyn FnMut(PitaEvent)) -> Result<PitaSummary> {
+        let start = Instant::now();
+        let offset = self.state.wall_seconds;
+        let wall = |start: &Instant| offset + start.elapsed().as_secs_f64();
+        if self.buffer.is_empty() {
+            observer(PitaEvent::Status("MCMC at the first temperature"));
+            self.initial_samples()?;
+            self.state.wall_seconds = wall(&start);
+            self.save_checkpoint()?;
+        }
+        let temps = self.config.temperatures.clone();
+        while self.state.stage + 1 < temps.len() {
+            let stage = self.state.stage;
+            let total = if stage == 0 {
+                self.config.training.steps_first
+            } else {
+                self.config.training.steps_per_stage
+            };
+            while self.state.step < total {
+                let line = self.train_step(stage, temps[stage], wall(&start))?;
+                observer(PitaEvent::Training {
+                    stage,
+                    temperature: temps[stage],
+                    step: self.state.step,
+                    total,
+                    loss: line.loss,
+                });
+                if self.state.step % self.config.training.log_every == 0 || self.state.step == total
+                {
+                    json_line(&self.dir.join(TRAIN_LOG), &line)?;
+                }
+                if self.state.step % self.config.training.checkpoint_every == 0
+                    || self.state.step == total
+                {
+                    self.state.wall_seconds = wall(&start);
+                    self.save_checkpoint()?;
+                }
+            }
+            let line = self.anneal_stage(stage, observer, &start, offset)?;
+            json_line(&self.dir.join(METRICS_LOG), &line)?;
+            observer(PitaEvent::Stage(&line));
+            self.stages.push(line);
+            self.state.stage += 1;
+            self.state.step = 0;
+            self.state.wall_seconds = wall(&start);
+            self.save_checkpoint()?;
+        }
+        observer(PitaEvent::Status("final evaluation"));
+        self.finish(wall(&start))
+    }
+
+    fn stage_file(&self, temperature: f64) -> PathBuf {
+        self.dir.join(format!("samples_T{temperature}.npy"))
+    }
+
+    fn write_stage_samples(&self, temperature: f64, x: &[f64]) -> Result<()> {
+        let n = x.len() / self.buffer.dim;
+        write_npy(
+            &self.stage_file(temperature),
+            &self.sample_shape(n),
+            x,
+            false,
+        )
+    }
+
+    fn sample_shape(&self, n: usize) -> Vec<usize> {
+        match self.particles {
+            Some(p) => vec![n, p.n, p.spatial],
+            None => vec![n, self.buffer.dim],
+        }
+    }
+
+    fn initial_samples(&mut self) -> Result<()> {
+        let t0 = self.config.temperatures[0];
+        let tempered = Tempered::new(crate::energy::registry::by_name(&self.config.system)?, t0)?;
+        let mut cfg = self.config.initial.mcmc.clone();
+        cfg.seed = mix(self.config.seed, 7);
+        let mut silent = crate::mcmc::progress::Silent;
+        let res = crate::mcmc::reference::run_reference(&tempered, &cfg, &mut silent)?;
+        let mut x = res.samples;
+        if let Some(p) = self.particles {
+            p.remove_com_batch(&mut x);
+        }
+        let eg = EnergyBatch::evaluate(self.system.energy.as_ref(), &x)?;
+        self.state.energy_evals += res.energy_evals + eg.energies.len() as u64;
+        self.buffer.push(&x, 1.0 / t0, &eg.energies, &eg.grads)?;
+        self.write_stage_samples(t0, &x)
+    }
+
+    fn train_step(&mut self, stage: usize, temperature: f64, wall: f64) -> Result<TrainLine> {
+        let cfg = &self.config.training;
+        let (b, d) = (cfg.batch_size, self.buffer.dim);
+        let n = self.buffer.len();
+        let mut x0 = Vec::with_capacity(b * d);
+        let mut grad = Vec::with_capacity(b * d);
+        let mut beta = Vec::with_capacity(b);
+        let mut reduced = Vec::with_capacity(b);
+        for _ in 0..b {
+            let i = self.rng.random_range(0..n);
+            let (mut xi, mut gi) = (
+                self.buffer.x[i * d..(i + 1) * d].to_vec(),
+                self.buffer.grad[i * d..(i + 1) * d].to_vec(),
+            );
+            if let (true, Some(p)) = (cfg.rotations, self.particles) {
+                if let Some(r) = random_rotation(p.spatial, &mut self.rng) {
+                    rotate(&mut xi, &r, p.spatial);
+                    rotate(&mut gi, &r, p.spatial);
+                }
+            }
+            let bi = self.buffer.beta[i];
+            x0.extend(xi);
+            grad.extend(gi.iter().map(|g| -bi * g));
+            beta.push(bi);
+            reduced.push(bi * self.buffer.energy[i]);
+        }
+        let dev = self.device;
+        let batch = Batch {
+            x0: to_tensor(&x0, &[b as i64, d as i64], dev),
+            beta: to_tensor(&beta, &[b as i64], dev),
+            reduced_energy: to_tensor(&reduced, &[b as i64], dev),
+            target_score: to_tensor(&grad, &[b as i64, d as i64], dev),
+        };
+        let sigma = self
+            .config
+            .edm
+            .training_sigmas(b as i64, (Kind::Float, dev));
+        let z = self
+            .model
+            .project(&Tensor::randn([b as i64, d as i64], (Kind::Float, dev)));
+        let terms = losses(
+            &self.model,
+            &cfg.loss,
+            self.config.edm.sigma_min,
+            &batch,
+            &sigma,
+            &z,
+        );
+        let loss = terms.total.double_value(&[]);
+        let mut grad_norm = f64::NAN;
+        if loss.is_finite() {
+            self.adam.zero_grad();
+            terms.total.backward();
+            grad_norm = self.adam.clip_grad_norm(cfg.grad_clip);
+            if grad_norm.is_finite() {
+                self.adam.step();
+                self.ema.update(&self.vs);
+            }
+        }
+        self.state.step += 1;
+        self.state.global_step += 1;
+        Ok(TrainLine {
+            global_step: self.state.global_step,
+            stage,
+            step: self.state.step,
+            temperature,
+            loss,
+            score: terms.score,
+            energy_score: terms.energy_score,
+            energy_match: terms.energy_match,
+            target_score: terms.target_score,
+            grad_norm,
+            wall_seconds: wall,
+        })
+    }
+
+    fn anneal_stage(
+        &mut self,
+        stage: usize,
+        observer: &mut dyn FnMut(PitaEvent),
+        start: &Instant,
+        offset: f64,
+    ) -> Result<StageLine> {
+        let temps = &self.config.temperatures;
+        let (t_from, t_to) = (temps[stage], temps[stage + 1]);
+        let (beta_from, beta_to) = (1.0 / t_from, 1.0 / t_to);
+        let gamma = beta_to / beta_from;
+        let smc_start = Instant::now();
+        tch::manual_seed(mix(self.config.seed, 1_000_000 + stage as u64) as i64);
+        let target = AtBeta {
+            model: &self.ema_model,
+            beta: beta_from,
+        };
+        let total = self.config.smc.steps;
+        let out = anneal(
+            &target,
+            &self.config.edm,
+            gamma,
+            self.buffer.dim,
+            self.particles,
+            &self.config.smc,
+            self.device,
+            |k, ess| {
+                if k % 10 == 0 || k + 1 == total {
+                    observer(PitaEvent::Annealing {
+                        temperature: t_to,
+                        step: k + 1,
+                        total,
+                        ess,
+                    })
+                }
+            },
+        )?;
+        let x = to_host(&out.samples);
+        let eg = EnergyBatch::evaluate(self.system.energy.as_ref(), &x)?;
+        self.state.energy_evals += eg.energies.len() as u64;
+        let d = self.buffer.dim;
+        let (mut xs, mut es, mut gs, mut final_ess) =
+            (x.clone(), eg.energies.clone(), eg.grads.clone(), 1.0);
+        if self.config.final_resample {
+            let n = eg.energies.len() as i64;
+            let sig = Tensor::full([n], self.config.edm.sigma_min, (Kind::Float, self.device));
+            let e_model = tch::no_grad(|| {
+                let parts: Vec<Tensor> = out
+                    .samples
+                    .split(self.config.smc.chunk as i64, 0)
+                    .iter()
+                    .zip(sig.split(self.config.smc.chunk as i64, 0))
+                    .map(|(xc, sc)| target.energy(xc, &sc))
+                    .collect();
+                Tensor::cat(&parts, 0)
+            });
+            let e_true = Tensor::from_slice(&eg.energies);
+            let log_w = (-e_true * beta_to
+                + e_model.to_kind(Kind::Double).to_device(Device::Cpu) * gamma)
+                .nan_to_num(f64::NEG_INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+            final_ess = ess_fraction(&log_w);
+            let idx: Vec<i64> = Vec::try_from(systematic_resample(&log_w)).expect("host indices");
+            xs.clear();
+            es.clear();
+            gs.clear();
+            for i in idx {
+                let i = i as usize;
+                xs.extend_from_slice(&x[i * d..(i + 1) * d]);
+                gs.extend_from_slice(&eg.grads[i * d..(i + 1) * d]);
+                es.push(eg.energies[i]);
+            }
+        }
+        let before = self.buffer.len();
+        self.buffer.push(&xs, beta_to, &es, &gs)?;
+        let added = self.buffer.len() - before;
+        self.write_stage_samples(t_to, &xs)?;
+        let finite: Vec<f64> = es.iter().copied().filter(|e| e.is_finite()).collect();
+        let (mean, std) = crate::mcmc::diagnostics::mean_std(&finite);
+        let ess = &out.ess;
+        Ok(StageLine {
+            stage: stage + 1,
+            temperature: t_to,
+            gamma,
+            ess_min: ess.iter().copied().fold(1.0, f64::min),
+            ess_mean: ess.iter().sum::<f64>() / ess.len().max(1) as f64,
+            resamples: out.resamples,
+            final_ess,
+            mean_energy: mean,
+            std_energy: std,
+            added,
+            energy_evals: self.state.energy_evals,
+            smc_seconds: smc_start.elapsed().as_secs_f64(),
+            wall_seconds: offset + start.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn finish(&mut self, wall: f64) -> Result<PitaSummary> {
+        let energy = self.system.energy.as_ref();
+        let temps = &self.config.temperatures;
+        let target = temps[temps.len() - 1];
+        let last = read_stage(&self.stage_file(target), energy)?;
+        write_npy(
+            &self.dir.join(SAMPLES),
+            &self.sample_shape(last.n),
+            &last.data,
+            false,
+        )?;
+        let plots = self.dir.join(PLOTS);
+        std::fs::create_dir_all(&plots).map_err(|e| Error::io(&plots, e))?;
+        let mut evaluation = None;
+        let mut reference_energies = Vec::new();
+        if let Some(path) = self.config.reference_path()? {
+            let reference = load_samples(&path, energy)?;
+            let opts = EvalOptions {
+                n: Some(self.config.evaluation.n_samples),
+                seed: self.config.evaluation.seed,
+                sinkhorn: None,
+                ..EvalOptions::default()
+            };
+            let (report, data) = evaluate(&self.system, &last, &reference, &opts)?;
+            write_plots(&plots, &self.system, &data)?;
+            reference_energies = data.energies_reference;
+            evaluation = Some(report);
+        }
+        // Energies of every temperature's samples (and the reference at the target).
+        let mut per_t = Vec::new();
+        for &t in temps {
+            let s = read_stage(&self.stage_file(t), energy)?;
+            per_t.push((
+                format!("T = {t}"),
+                crate::energy::energies_batch(energy, &s.data)?,
+            ));
+        }
+        if !reference_energies.is_empty() {
+            per_t.push(("reference (T = 1)".into(), reference_energies));
+        }
+        let series: Vec<Series> = per_t
+            .iter()
+            .map(|(l, v)| Series {
+                label: l,
+                values: v,
+            })
+            .collect();
+        histogram_overlay(
+            &plots.join("energy_by_temperature.png"),
+            &format!("{}: energies along the ladder", energy.name()),
+            "E (kT at the target temperature)",
+            &series,
+            80,
+        )?;
+        let summary = PitaSummary {
+            system: self.config.system.clone(),
+            temperatures: temps.clone(),
+            energy_evals: self.state.energy_evals,
+            training_steps: self.state.global_step,
+            wall_seconds: wall,
+            n_samples: last.n,
+            evaluation,
+            stages: self.stages.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Format {
+            path: self.dir.join(FINAL),
+            why: e.to_string(),
+        })?;
+        write_atomic(&self.dir.join(FINAL), &json)?;
+        Ok(summary)
+    }
+}
+
+fn ema_file(step: usize) -> String {
+    format!("ema-{step:08}.safetensors")
+}
+
+fn read_stage(path: &Path, energy: &dyn crate::energy::Energy) -> Result<Samples> {
+    load_samples(path, energy)
+}
