@@ -236,7 +236,11 @@ fn every_shipped_config_parses_and_validates() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "toml") {
+        let adjoint_sampling = p.file_stem().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with("_as") || n.ends_with("_as_quick")
+        });
+        if p.extension().is_some_and(|e| e == "toml") && adjoint_sampling {
             diffsamp::methods::adjoint_sampling::AsConfig::load(&p)
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             n += 1;

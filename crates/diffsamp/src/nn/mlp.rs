@@ -210,7 +210,7 @@ mod tests {
     use super::*;
     use crate::nn::layers::testing::{names, randomise, torch_rng};
     use tch::nn::VarStore;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     fn small(dim: usize) -> (VarStore, Mlp) {
         let vs = VarStore::new(Device::Cpu);

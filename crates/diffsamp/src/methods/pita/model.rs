@@ -5,6 +5,7 @@ use crate::energy::Particles;
 use crate::error::{Error, Result};
 pub use crate::methods::adjoint_sampling::config::NetworkConfig;
 use crate::methods::pita::edm::Precondition;
+use crate::methods::pita::smc::Diffused;
 use crate::nn::{Egnn, Mlp};
 use crate::sde::remove_com;
 use tch::nn::Path;
@@ -153,6 +154,28 @@ impl PitaModel {
     pub fn energy_denoise(&self, x: &Tensor, sigma: &Tensor, beta: &Tensor) -> Tensor {
         let (_, g) = self.energy_and_grad(x, sigma, beta, true);
         x - sigma.square().unsqueeze(1) * g
+    }
+}
+
+/// The diffused density of a [`PitaModel`] at one inverse temperature β, as the annealing
+/// SMC sees it.
+pub struct AtBeta<'a> {
+    pub model: &'a PitaModel,
+    pub beta: f64,
+}
+
+impl AtBeta<'_> {
+    fn betas(&self, x: &Tensor) -> Tensor {
+        Tensor::full([x.size()[0]], self.beta, (x.kind(), x.device()))
+    }
+}
+
+impl Diffused for AtBeta<'_> {
+    fn score(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
+        self.model.score(x, sigma, &self.betas(x))
+    }
+    fn energy(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
+        self.model.energy(x, sigma, &self.betas(x))
     }
 }
 

@@ -28,7 +28,7 @@ use crate::io::{load_samples, write_npy, Samples};
 use crate::methods::pita::buffer::SampleBuffer;
 use crate::methods::pita::config::PitaConfig;
 use crate::methods::pita::loss::{losses, Batch};
-use crate::methods::pita::model::PitaModel;
+use crate::methods::pita::model::{AtBeta, PitaModel};
 use crate::methods::pita::smc::{anneal, ess_fraction, systematic_resample, Diffused};
 use crate::nn::{checkpoint, Adam, AdamConfig, Ema};
 use crate::report::{histogram_overlay, Series};
@@ -143,27 +143,6 @@ pub struct PitaSummary {
     pub stages: Vec<StageLine>,
 }
 
-/// The diffused density of a model at one inverse temperature.
-struct AtBeta<'a> {
-    model: &'a PitaModel,
-    beta: f64,
-}
-
-impl AtBeta<'_> {
-    fn betas(&self, x: &Tensor) -> Tensor {
-        Tensor::full([x.size()[0]], self.beta, (x.kind(), x.device()))
-    }
-}
-
-impl Diffused for AtBeta<'_> {
-    fn score(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
-        self.model.score(x, sigma, &self.betas(x))
-    }
-    fn energy(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
-        self.model.energy(x, sigma, &self.betas(x))
-    }
-}
-
 fn mix(seed: u64, k: u64) -> u64 {
     let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -262,6 +241,16 @@ impl PitaRun {
     /// The run's config.
     pub fn config(&self) -> &PitaConfig {
         &self.config
+    }
+
+    /// The EMA-weight model that generates (as of the last checkpoint when just opened).
+    pub fn ema_model(&self) -> &PitaModel {
+        &self.ema_model
+    }
+
+    /// The sample buffer.
+    pub fn buffer(&self) -> &SampleBuffer {
+        &self.buffer
     }
 
     fn ckpt(&self) -> PathBuf {

@@ -144,8 +144,27 @@ fn step_terms(model: &dyn Diffused, x: &Tensor, sigma: f64, div: Divergence) -> 
     let e = model.energy(&x, &sig);
     let mut g = Tensor::run_backward(&[e.sum(e.kind())], &[&x, &sig], false, false).into_iter();
     let (grad_e, de_dsigma) = (g.next().unwrap(), g.next().unwrap());
-    let s = model.score(&x, &sig.detach());
-    let d = s.size()[1];
+    let (s, divergence) = score_and_divergence(model, &x, &sig.detach(), div);
+    StepTerms {
+        score: s,
+        grad_e: grad_e.detach(),
+        de_dsigma: de_dsigma.detach(),
+        divergence,
+    }
+}
+
+/// The score s(x, σ) `[B, d]` and its divergence ∇·s `[B]` (exact: d vector–Jacobian
+/// products, one per coordinate; Hutchinson: vᵀ(∂s/∂x)v for one Rademacher v per sample).
+/// Random probes come from libtorch's generator. Both results are detached.
+pub fn score_and_divergence(
+    model: &dyn Diffused,
+    x: &Tensor,
+    sigma: &Tensor,
+    div: Divergence,
+) -> (Tensor, Tensor) {
+    let x = x.detach().set_requires_grad(true);
+    let s = model.score(&x, sigma);
+    let (b, d) = (s.size()[0], s.size()[1]);
     let divergence = match div {
         Divergence::Exact => {
             let mut acc = Tensor::zeros([b], (x.kind(), x.device()));
@@ -161,12 +180,7 @@ fn step_terms(model: &dyn Diffused, x: &Tensor, sigma: f64, div: Divergence) -> 
             (&gv[0] * &v).sum_dim_intlist(1, false, x.kind())
         }
     };
-    StepTerms {
-        score: s.detach(),
-        grad_e: grad_e.detach(),
-        de_dsigma: de_dsigma.detach(),
-        divergence: divergence.detach(),
-    }
+    (s.detach(), divergence.detach())
 }
 
 /// Effective sample size fraction (Σw)² / (N Σw²) of log-weights `[N]`.

@@ -1,0 +1,257 @@
+//! `diffsamp pita` end to end: the ladder's run directory, kill-and-resume of a real process
+//! (bit-identical to an uninterrupted run), config errors named before anything is written.
+
+mod common;
+
+use common::{diffsamp, s, stderr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tmp_dir(name: &str) -> PathBuf {
+    common::tmp("pita", name)
+}
+
+/// A DW-4 ladder 3 → 2 → 1 small enough for a test (one thread: bit-reproducible).
+fn tiny_config() -> String {
+    r#"
+system = "dw4"
+temperatures = [3.0, 2.0, 1.0]
+seed = 5
+threads = 1
+[network.egnn]
+n_layers = 1
+hidden = 8
+coords_range = 3.0
+aggregation = "sum"
+[edm]
+sigma_min = 0.05
+sigma_max = 20.0
+rho = 7.0
+p_mean = -1.2
+p_std = 1.2
+[initial.mcmc]
+kernel = "mala"
+n_chains = 16
+warmup = 20
+thinning = 2
+n_samples = 64
+step_size = 0.05
+[training]
+steps_first = 12
+steps_per_stage = 6
+batch_size = 16
+learning_rate = 1e-3
+grad_clip = 0.5
+ema_decay = 0.9
+checkpoint_every = 3
+log_every = 1
+[smc]
+population = 48
+steps = 20
+divergence = "exact"
+resampling = "ess"
+ess_threshold = 0.5
+resample_until = 0.9
+clamp_quantile = 0.9
+chunk = 16
+[evaluation]
+reference = "val_split_DW4.npy"
+n_samples = 40
+"#
+    .to_string()
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("run.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn pita_writes_the_run_directory() {
+    let d = tmp_dir("run");
+    let cfg = write_config(&d, &tiny_config());
+    let out = d.join("run");
+    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "config.toml",
+        "train.jsonl",
+        "metrics.jsonl",
+        "samples.npy",
+        "samples_T3.npy",
+        "samples_T2.npy",
+        "samples_T1.npy",
+        "final.json",
+        "plots/energy_by_temperature.png",
+        "plots/energy_histogram.png",
+        "plots/distance_histogram.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(lines(&out.join("train.jsonl")), 18);
+    assert_eq!(lines(&out.join("metrics.jsonl")), 2);
+    let fin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    assert_eq!(fin["training_steps"], 18);
+    assert_eq!(fin["n_samples"], 48);
+    assert_eq!(fin["stages"].as_array().unwrap().len(), 2);
+    assert_eq!(fin["stages"][1]["temperature"], 1.0);
+    let w2 = fin["evaluation"]["w2"].as_f64().unwrap();
+    assert!(w2.is_finite() && w2 > 0.0, "{w2}");
+    // MCMC (init + warm-up + sampling) plus one evaluation per buffer sample of each stage.
+    let evals = fin["energy_evals"].as_u64().unwrap();
+    assert!(evals > 2 * 48, "{evals}");
+    let samples = std::fs::read(out.join("samples.npy")).unwrap();
+    let header = String::from_utf8_lossy(&samples[..128]).into_owned();
+    assert!(header.contains("(48, 4, 2"), "{header}");
+    // Running again on the finished directory redoes nothing and reports the same result.
+    let again = diffsamp(&["pita", "--out", s(&out)]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(lines(&out.join("train.jsonl")), 18);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_killed_ladder_resumes_and_ends_exactly_where_an_uninterrupted_one_does() {
+    let d = tmp_dir("kill");
+    let cfg = write_config(&d, &tiny_config());
+    let straight = d.join("straight");
+    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&straight)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let resumed = d.join("resumed");
+    // Kill in the first stage's training, right after it, and in the second stage.
+    for kill_after_steps in [2, 12, 15] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diffsamp"))
+            .args(["pita", "--config", s(&cfg), "--out", s(&resumed)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while lines(&resumed.join("train.jsonl")) < kill_after_steps
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(!resumed.join("final.json").exists());
+    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&resumed)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["samples.npy", "samples_T2.npy", "train.jsonl"] {
+        let a = std::fs::read_to_string(straight.join(f)).ok();
+        let b = std::fs::read_to_string(resumed.join(f)).ok();
+        if f.ends_with(".jsonl") {
+            // Same losses, step by step (wall times differ).
+            let losses = |t: Option<String>| -> Vec<f64> {
+                t.unwrap()
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                            .as_f64()
+                            .unwrap()
+                    })
+                    .collect()
+            };
+            assert_eq!(losses(a), losses(b));
+        } else {
+            let a = std::fs::read(straight.join(f)).unwrap();
+            let b = std::fs::read(resumed.join(f)).unwrap();
+            assert!(a == b, "{f}: the resumed run differs from the straight one");
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
+    let d = tmp_dir("bad");
+    let base = tiny_config();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            base.replace("[3.0, 2.0, 1.0]", "[3.0, 3.0, 1.0]"),
+            "temperatures",
+        ),
+        (
+            base.replace("[3.0, 2.0, 1.0]", "[3.0, 2.0]"),
+            "temperatures",
+        ),
+        (base.replace("[3.0, 2.0, 1.0]", "[1.0]"), "temperatures"),
+        (
+            base.replace("population = 48", "population = 1"),
+            "smc.population",
+        ),
+        (
+            base.replace("ema_decay = 0.9", "ema_decay = 1.0"),
+            "training.ema_decay",
+        ),
+        (
+            base.replace("sigma_max = 20.0", "sigma_max = 0.01"),
+            "edm.sigma_max",
+        ),
+        (
+            base.replace("val_split_DW4.npy", "missing.npy"),
+            "evaluation.reference",
+        ),
+        (
+            base.replace("system = \"dw4\"", "system = \"gmm40\""),
+            "network",
+        ),
+        (
+            base.replace("system = \"dw4\"", "system = \"nope\""),
+            "system",
+        ),
+        (base.replace("seed = 5", "seed = 5\nsteps = 3"), "steps"),
+        (
+            base.replace(
+                "step_size = 0.05",
+                "step_size = 0.05\n[initial.mcmc.pt]\nn_temps = 2\nt_max = 2.0\nswap_every = 1",
+            ),
+            "initial.mcmc.pt",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let cfg = d.join(format!("bad{i}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        let out = d.join(format!("out{i}"));
+        let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
+        assert!(!o.status.success(), "case {i} ({key}) was accepted");
+        let err = stderr(&o);
+        assert!(err.contains(key), "case {i}: '{key}' not named in: {err}");
+        assert!(
+            !out.join("checkpoint").exists(),
+            "case {i} wrote a checkpoint"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn every_shipped_pita_config_parses_and_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .is_some_and(|f| f.to_string_lossy().contains("_pita"))
+        {
+            diffsamp::methods::pita::PitaConfig::load(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no PITA config in {}", dir.display());
+}

@@ -1,0 +1,196 @@
+//! Measurements behind docs/RESULTS.md "PITA": the annealing machinery on a 1-D two-mode
+//! mixture (exact vs learned score), and the exact vs Hutchinson divergence of a trained run.
+//!
+//! ```text
+//! cargo run --release -p diffsamp --example pita_checks -- mixture [--steps 3000]
+//! cargo run --release -p diffsamp --example pita_checks -- divergence --run runs/lj13_pita_quick
+//! ```
+
+use anyhow::{bail, Context};
+use diffsamp::methods::pita::edm::Edm;
+use diffsamp::methods::pita::exact::DiffusedMixture;
+use diffsamp::methods::pita::loss::{losses, Batch, LossConfig};
+use diffsamp::methods::pita::model::{AtBeta, NetworkConfig, PitaModel};
+use diffsamp::methods::pita::smc::{
+    anneal, score_and_divergence, Diffused, Divergence, Resampling, SmcConfig,
+};
+use diffsamp::methods::pita::{PitaConfig, PitaRun};
+use diffsamp::nn::{Adam, AdamConfig, Ema, MlpConfig};
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+fn arg(args: &[String], key: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == key)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn mass_below(x: &Tensor) -> f64 {
+    x.lt(0.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+}
+
+/// Trains score + energy networks (MLP) on exact samples of the mixture at β = 1 with the
+/// four losses (true energy −log p and score known), then anneals the exact and the learned
+/// model by FK-SMC to γ ∈ {2, 0.5}; prints the left-mode mass of each against quadrature.
+fn mixture(args: &[String]) -> anyhow::Result<()> {
+    let steps: usize = arg(args, "--steps").map_or(Ok(3000), |s| s.parse())?;
+    tch::manual_seed(0);
+    let m = DiffusedMixture::new(vec![0.3, 0.7], vec![vec![-2.0], vec![2.5]], vec![0.5, 0.8])?;
+    let edm = Edm {
+        sigma_min: 0.01,
+        ..Edm::default()
+    };
+    let vs = VarStore::new(Device::Cpu);
+    let net = NetworkConfig::Mlp(MlpConfig {
+        hidden: 64,
+        n_layers: 2,
+        n_frequencies: 8,
+        max_frequency: 4.0,
+        length_scale: 2.0,
+    });
+    let model = PitaModel::new(&vs.root(), &net, 1, None)?;
+    let shadow = VarStore::new(Device::Cpu);
+    let ema_model = PitaModel::new(&shadow.root(), &net, 1, None)?;
+    let mut ema = Ema::new(shadow, &vs, 0.999)?;
+    let mut adam = Adam::new(
+        &vs,
+        AdamConfig {
+            learning_rate: 1e-3,
+            ..AdamConfig::default()
+        },
+    )?;
+    let cfg = LossConfig::default();
+    let start = Instant::now();
+    let b = 256;
+    for step in 0..steps {
+        let x0 = m.sample(b, Device::Cpu);
+        let sig0 = Tensor::full([b], edm.sigma_min, (Kind::Float, Device::Cpu));
+        let reduced = tch::no_grad(|| m.energy(&x0, &sig0));
+        let target = m.score(&x0, &sig0).detach();
+        let batch = Batch {
+            beta: Tensor::ones([b], (Kind::Float, Device::Cpu)),
+            reduced_energy: reduced,
+            target_score: target,
+            x0,
+        };
+        let sigma = edm.training_sigmas(b, (Kind::Float, Device::Cpu));
+        let z = Tensor::randn([b, 1], (Kind::Float, Device::Cpu));
+        let terms = losses(&model, &cfg, edm.sigma_min, &batch, &sigma, &z);
+        adam.zero_grad();
+        terms.total.backward();
+        adam.clip_grad_norm(0.5);
+        adam.step();
+        ema.update(&vs);
+        if (step + 1) % 500 == 0 {
+            eprintln!(
+                "step {}: score {:.4} energy-score {:.4} energy-match {:.4}",
+                step + 1,
+                terms.score,
+                terms.energy_score,
+                terms.energy_match
+            );
+        }
+    }
+    let train_s = start.elapsed().as_secs_f64();
+    let learned = AtBeta {
+        model: &ema_model,
+        beta: 1.0,
+    };
+    println!("| γ | exact p^γ | SMC, exact score | SMC, learned | learned, no weights |");
+    println!("|---|---|---|---|---|");
+    for gamma in [2.0, 0.5] {
+        let smc = SmcConfig {
+            population: 16_000,
+            steps: 1000,
+            divergence: Divergence::Exact,
+            resampling: Resampling::Always,
+            clamp_quantile: None,
+            chunk: 16_000,
+            ..SmcConfig::default()
+        };
+        let run = |model: &dyn Diffused, smc: &SmcConfig| -> anyhow::Result<f64> {
+            tch::manual_seed(11);
+            let out = anneal(model, &edm, gamma, 1, None, smc, Device::Cpu, |_, _| {})?;
+            Ok(mass_below(&out.samples))
+        };
+        let exact = m.tempered_mass_below(gamma, 0.0)?;
+        let a = run(&m, &smc)?;
+        let l = run(&learned, &smc)?;
+        let plain = run(
+            &learned,
+            &SmcConfig {
+                resample_until: 0.0,
+                ..smc.clone()
+            },
+        )?;
+        println!("| {gamma} | {exact:.4} | {a:.4} | {l:.4} | {plain:.4} |");
+    }
+    println!("(training: {steps} steps, {train_s:.0} s; SMC: 16 000 particles, 1000 steps, exact divergence, no clamping)");
+    Ok(())
+}
+
+/// Exact vs Hutchinson divergence of a trained run's score at several noise levels, on noised
+/// buffer samples of the target temperature: bias, spread and time of each.
+fn divergence(args: &[String]) -> anyhow::Result<()> {
+    let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);
+    let cfg = PitaConfig::load(&dir.join("config.toml"))?;
+    let run = PitaRun::open(cfg, &dir)?;
+    let buffer = run.buffer();
+    let d = buffer.dim;
+    let beta_min = buffer.beta.iter().copied().fold(f64::INFINITY, f64::min);
+    let beta_max = buffer.beta.iter().copied().fold(0.0, f64::max);
+    let rows: Vec<usize> = (0..buffer.len())
+        .filter(|&i| buffer.beta[i] == beta_max)
+        .take(256)
+        .collect();
+    if rows.is_empty() {
+        bail!("empty buffer in {}", dir.display());
+    }
+    let x: Vec<f64> = rows
+        .iter()
+        .flat_map(|&i| buffer.x[i * d..(i + 1) * d].iter().copied())
+        .collect();
+    let n = rows.len() as i64;
+    let x0 = Tensor::from_slice(&x).view([n, d as i64]).to_kind(Kind::Float);
+    let model = AtBeta {
+        model: run.ema_model(),
+        beta: beta_max,
+    };
+    println!("run {} (β from {beta_min:.3} to {beta_max:.3}), {n} samples at β = {beta_max:.3}, d = {d}", dir.display());
+    println!("| σ | mean exact ∇·s | Hutchinson bias | Hutchinson s.d. | exact ms/sample | Hutchinson ms/sample |");
+    println!("|---|---|---|---|---|---|");
+    tch::manual_seed(3);
+    for sigma in [0.05, 0.2, 1.0, 5.0] {
+        let xs = run.ema_model().project(&(&x0 + Tensor::randn([n, d as i64], (Kind::Float, Device::Cpu)) * sigma));
+        let sig = Tensor::full([n], sigma, (Kind::Float, Device::Cpu));
+        let t = Instant::now();
+        let (_, exact) = score_and_divergence(&model, &xs, &sig, Divergence::Exact);
+        let te = t.elapsed().as_secs_f64() * 1e3 / n as f64;
+        let probes = 16;
+        let t = Instant::now();
+        let mut errs = Vec::new();
+        for _ in 0..probes {
+            let (_, h) = score_and_divergence(&model, &xs, &sig, Divergence::Hutchinson);
+            errs.push(h - &exact);
+        }
+        let th = t.elapsed().as_secs_f64() * 1e3 / (n as f64 * probes as f64);
+        let e = Tensor::stack(&errs, 0).to_kind(Kind::Double);
+        let bias = e.mean(Kind::Double).double_value(&[]);
+        let sd = e.std(true).double_value(&[]);
+        let se = sd / ((n * probes) as f64).sqrt();
+        let mean_exact = exact.to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+        println!("| {sigma} | {mean_exact:.2} | {bias:.3} ± {se:.3} | {sd:.2} | {te:.2} | {th:.2} |");
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("mixture") => mixture(&args),
+        Some("divergence") => divergence(&args),
+        _ => bail!("usage: pita_checks mixture [--steps N] | divergence --run DIR"),
+    }
+}
