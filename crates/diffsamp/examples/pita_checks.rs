@@ -12,7 +12,7 @@ use diffsamp::methods::pita::exact::DiffusedMixture;
 use diffsamp::methods::pita::loss::{losses, Batch, LossConfig};
 use diffsamp::methods::pita::model::{AtBeta, NetworkConfig, PitaModel};
 use diffsamp::methods::pita::smc::{
-    anneal, score_and_divergence, Diffused, Divergence, Resampling, SmcConfig,
+    anneal, score_and_divergence, Diffused, Divergence, Resampling, SmcConfig, Space,
 };
 use diffsamp::methods::pita::{PitaConfig, PitaRun};
 use diffsamp::nn::{Adam, AdamConfig, Ema, MlpConfig};
@@ -28,7 +28,10 @@ fn arg(args: &[String], key: &str) -> Option<String> {
 }
 
 fn mass_below(x: &Tensor) -> f64 {
-    x.lt(0.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    x.lt(0.0)
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[])
 }
 
 /// Trains score + energy networks (MLP) on exact samples of the mixture at β = 1 with the
@@ -112,7 +115,7 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
         };
         let run = |model: &dyn Diffused, smc: &SmcConfig| -> anyhow::Result<f64> {
             tch::manual_seed(11);
-            let out = anneal(model, &edm, gamma, 1, None, smc, Device::Cpu, |_, _| {})?;
+            let out = anneal(model, &edm, gamma, Space::cpu(1), smc, |_, _| {})?;
             Ok(mass_below(&out.samples))
         };
         let exact = m.tempered_mass_below(gamma, 0.0)?;
@@ -153,17 +156,24 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
         .flat_map(|&i| buffer.x[i * d..(i + 1) * d].iter().copied())
         .collect();
     let n = rows.len() as i64;
-    let x0 = Tensor::from_slice(&x).view([n, d as i64]).to_kind(Kind::Float);
+    let x0 = Tensor::from_slice(&x)
+        .view([n, d as i64])
+        .to_kind(Kind::Float);
     let model = AtBeta {
         model: run.ema_model(),
         beta: beta_max,
     };
-    println!("run {} (β from {beta_min:.3} to {beta_max:.3}), {n} samples at β = {beta_max:.3}, d = {d}", dir.display());
+    println!(
+        "run {} (β from {beta_min:.3} to {beta_max:.3}), {n} samples at β = {beta_max:.3}, d = {d}",
+        dir.display()
+    );
     println!("| σ | mean exact ∇·s | Hutchinson bias | Hutchinson s.d. | exact ms/sample | Hutchinson ms/sample |");
     println!("|---|---|---|---|---|---|");
     tch::manual_seed(3);
     for sigma in [0.05, 0.2, 1.0, 5.0] {
-        let xs = run.ema_model().project(&(&x0 + Tensor::randn([n, d as i64], (Kind::Float, Device::Cpu)) * sigma));
+        let xs = run
+            .ema_model()
+            .project(&(&x0 + Tensor::randn([n, d as i64], (Kind::Float, Device::Cpu)) * sigma));
         let sig = Tensor::full([n], sigma, (Kind::Float, Device::Cpu));
         let t = Instant::now();
         let (_, exact) = score_and_divergence(&model, &xs, &sig, Divergence::Exact);
@@ -180,8 +190,13 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
         let bias = e.mean(Kind::Double).double_value(&[]);
         let sd = e.std(true).double_value(&[]);
         let se = sd / ((n * probes) as f64).sqrt();
-        let mean_exact = exact.to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
-        println!("| {sigma} | {mean_exact:.2} | {bias:.3} ± {se:.3} | {sd:.2} | {te:.2} | {th:.2} |");
+        let mean_exact = exact
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
+        println!(
+            "| {sigma} | {mean_exact:.2} | {bias:.3} ± {se:.3} | {sd:.2} | {te:.2} | {th:.2} |"
+        );
     }
     Ok(())
 }

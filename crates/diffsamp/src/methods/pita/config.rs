@@ -218,7 +218,7 @@ impl PitaConfig {
                 format!("{} must be positive", tr.learning_rate),
             );
         }
-        if !(tr.grad_clip > 0.0) {
+        if tr.grad_clip.is_nan() || tr.grad_clip <= 0.0 {
             return bad(
                 "training.grad_clip",
                 format!("{} must be positive", tr.grad_clip),

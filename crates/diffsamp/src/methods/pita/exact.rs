@@ -32,7 +32,8 @@ impl DiffusedMixture {
         if means.iter().any(|m| m.len() != d) {
             return Err(Error::Shape("mixture means of different dimensions".into()));
         }
-        if weights.iter().any(|w| !(*w > 0.0)) || stds.iter().any(|s| !(*s > 0.0)) {
+        let positive = |v: &f64| v.is_finite() && *v > 0.0;
+        if !weights.iter().all(positive) || !stds.iter().all(positive) {
             return Err(Error::Shape(
                 "mixture weights and stds must be positive".into(),
             ));
@@ -156,7 +157,7 @@ impl Diffused for DiffusedMixture {
 mod tests {
     use super::*;
     use crate::methods::pita::edm::Edm;
-    use crate::methods::pita::smc::{anneal, Divergence, Resampling, SmcConfig};
+    use crate::methods::pita::smc::{anneal, Divergence, Resampling, SmcConfig, Space};
     use crate::nn::layers::testing::torch_rng;
 
     fn two_modes() -> DiffusedMixture {
@@ -199,14 +200,20 @@ mod tests {
                 (shift(eps) - shift(-eps)) / (2.0 * eps)
             })
             .sum();
-        assert!((fd - exact).abs() < 1e-6 * fd.abs().max(1.0), "{fd} vs {exact}");
+        assert!(
+            (fd - exact).abs() < 1e-6 * fd.abs().max(1.0),
+            "{fd} vs {exact}"
+        );
         let n = 20_000;
         let xs = x0.repeat([n, 1]);
         let (_, h) = score_and_divergence(&m, &xs, &sigma.repeat([n]), Divergence::Hutchinson);
         let mean = h.mean(Kind::Double).double_value(&[]);
         let sd = h.std(true).double_value(&[]);
         assert!(sd > 1e-3, "Hutchinson with no variance: {sd}");
-        assert!((mean - exact).abs() < 4.0 * sd / (n as f64).sqrt(), "{mean} vs {exact} (sd {sd})");
+        assert!(
+            (mean - exact).abs() < 4.0 * sd / (n as f64).sqrt(),
+            "{mean} vs {exact} (sd {sd})"
+        );
     }
 
     #[test]
@@ -243,7 +250,7 @@ mod tests {
             };
             let want = m.tempered_mass_below(gamma, 0.0).unwrap();
             tch::manual_seed(11);
-            let out = anneal(&m, &edm, gamma, 1, None, &cfg, Device::Cpu, |_, _| {}).unwrap();
+            let out = anneal(&m, &edm, gamma, Space::cpu(1), &cfg, |_, _| {}).unwrap();
             let got = mass_below(&out.samples, 0.0);
             assert!(
                 (got - want).abs() < 0.03,
@@ -257,7 +264,7 @@ mod tests {
                 ..cfg
             };
             tch::manual_seed(11);
-            let out = anneal(&m, &edm, gamma, 1, None, &plain, Device::Cpu, |_, _| {}).unwrap();
+            let out = anneal(&m, &edm, gamma, Space::cpu(1), &plain, |_, _| {}).unwrap();
             let off = mass_below(&out.samples, 0.0);
             assert!(
                 (off - want).abs() > 0.06,

@@ -65,7 +65,7 @@ impl LossConfig {
             ("target_score_clip", self.target_score_clip),
             ("energy_match_max", self.energy_match_max),
         ] {
-            if !(v > 0.0) {
+            if v.is_nan() || v <= 0.0 {
                 return bad(k, format!("{v} must be positive"));
             }
         }
@@ -129,7 +129,7 @@ pub fn losses(
         let d_e = model.energy_denoise(&x, sigma, &batch.beta);
         let l = (&lambda * (d_e - d_s.detach()).square()).mean(kind);
         terms.energy_score = l.double_value(&[]);
-        total = total + l * config.energy_score;
+        total += l * config.energy_score;
     }
     if config.energy_match > 0.0 {
         let s_min = sigma.full_like(sigma_min);
@@ -142,7 +142,7 @@ pub fn losses(
         let target = batch.reduced_energy.nan_to_num(0.0, 0.0, 0.0);
         let l = ((e - target).square() * &keep).sum(kind) / keep.sum(kind).clamp_min(1.0);
         terms.energy_match = l.double_value(&[]);
-        total = total + l * config.energy_match;
+        total += l * config.energy_match;
     }
     if config.target_score > 0.0 {
         let g = &batch.target_score;
@@ -154,7 +154,7 @@ pub fn losses(
             .unsqueeze(1);
         let l = ((&x + &h * g - &d_s).square() * &mask).mean(kind);
         terms.target_score = l.double_value(&[]);
-        total = total + l * config.target_score;
+        total += l * config.target_score;
     }
     terms.total = total;
     terms

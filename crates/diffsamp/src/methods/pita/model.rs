@@ -214,9 +214,9 @@ mod tests {
         for i in 0..4 {
             for k in 0..3 {
                 let eps = 1e-6;
-                let mut xp = x.copy();
+                let xp = x.copy();
                 let _ = xp.get(i).get(k).g_add_scalar_(eps);
-                let mut xm = x.copy();
+                let xm = x.copy();
                 let _ = xm.get(i).get(k).g_add_scalar_(-eps);
                 let fd = (m.energy(&xp, &sigma, &beta) - m.energy(&xm, &sigma, &beta))
                     .double_value(&[i])

@@ -29,7 +29,7 @@ use crate::methods::pita::buffer::SampleBuffer;
 use crate::methods::pita::config::PitaConfig;
 use crate::methods::pita::loss::{losses, Batch};
 use crate::methods::pita::model::{AtBeta, PitaModel};
-use crate::methods::pita::smc::{anneal, ess_fraction, systematic_resample, Diffused};
+use crate::methods::pita::smc::{anneal, ess_fraction, systematic_resample, Diffused, Space};
 use crate::nn::{checkpoint, Adam, AdamConfig, Ema};
 use crate::report::{histogram_overlay, Series};
 use rand::{Rng, SeedableRng};
@@ -360,11 +360,18 @@ impl PitaRun {
                     total,
                     loss: line.loss,
                 });
-                if self.state.step % self.config.training.log_every == 0 || self.state.step == total
+                if self
+                    .state
+                    .step
+                    .is_multiple_of(self.config.training.log_every)
+                    || self.state.step == total
                 {
                     json_line(&self.dir.join(TRAIN_LOG), &line)?;
                 }
-                if self.state.step % self.config.training.checkpoint_every == 0
+                if self
+                    .state
+                    .step
+                    .is_multiple_of(self.config.training.checkpoint_every)
                     || self.state.step == total
                 {
                     self.state.wall_seconds = wall(&start);
@@ -520,10 +527,12 @@ impl PitaRun {
             &target,
             &self.config.edm,
             gamma,
-            self.buffer.dim,
-            self.particles,
+            Space {
+                dim: self.buffer.dim,
+                particles: self.particles,
+                device: self.device,
+            },
             &self.config.smc,
-            self.device,
             |k, ess| {
                 if k % 10 == 0 || k + 1 == total {
                     observer(PitaEvent::Annealing {

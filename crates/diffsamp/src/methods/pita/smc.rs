@@ -118,6 +118,26 @@ impl SmcConfig {
     }
 }
 
+/// Where the particles live: dimension, particle layout (COM removed after every step) and
+/// device.
+#[derive(Clone, Copy, Debug)]
+pub struct Space {
+    pub dim: usize,
+    pub particles: Option<Particles>,
+    pub device: Device,
+}
+
+impl Space {
+    /// A plain `dim`-dimensional vector space on the CPU.
+    pub fn cpu(dim: usize) -> Self {
+        Self {
+            dim,
+            particles: None,
+            device: Device::Cpu,
+        }
+    }
+}
+
 /// Result of one annealing run.
 #[derive(Debug)]
 pub struct SmcOutput {
@@ -222,10 +242,8 @@ pub fn anneal(
     model: &dyn Diffused,
     edm: &Edm,
     gamma: f64,
-    dim: usize,
-    particles: Option<Particles>,
+    space: Space,
     config: &SmcConfig,
-    device: Device,
     mut on_step: impl FnMut(usize, f64),
 ) -> Result<SmcOutput> {
     config.validate()?;
@@ -236,6 +254,11 @@ pub fn anneal(
             why: format!("{gamma} must be positive"),
         });
     }
+    let Space {
+        dim,
+        particles,
+        device,
+    } = space;
     let project = |x: Tensor| match particles {
         Some(p) => remove_com(&x, p),
         None => x,
