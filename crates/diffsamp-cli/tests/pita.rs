@@ -58,6 +58,7 @@ chunk = 16
 [evaluation]
 reference = "val_split_DW4.npy"
 n_samples = 40
+tempered_references = true
 "#
     .to_string()
 }
@@ -102,6 +103,12 @@ fn pita_writes_the_run_directory() {
     assert_eq!(fin["n_samples"], 48);
     assert_eq!(fin["stages"].as_array().unwrap().len(), 2);
     assert_eq!(fin["stages"][1]["temperature"], 1.0);
+    // Each temperature against its reference: MCMC at T = 3, 2, the split at T = 1.
+    let checks = fin["per_temperature"].as_array().unwrap();
+    assert_eq!(checks.len(), 3);
+    assert_eq!(checks[0]["reference"], "mcmc");
+    assert_eq!(checks[2]["reference"], "file");
+    assert!(out.join("reference_T3.npy").is_file() && out.join("plots/energy_T2.png").is_file());
     let w2 = fin["evaluation"]["w2"].as_f64().unwrap();
     assert!(w2.is_finite() && w2 > 0.0, "{w2}");
     // MCMC (init + warm-up + sampling) plus one evaluation per buffer sample of each stage.
@@ -114,6 +121,26 @@ fn pita_writes_the_run_directory() {
     let again = diffsamp(&["pita", "--out", s(&out)]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(lines(&out.join("train.jsonl")), 18);
+    // A changed evaluation table re-evaluates the finished run; a changed ladder is refused.
+    let other = write_config(
+        &d,
+        &tiny_config().replace("n_samples = 40", "n_samples = 30"),
+    );
+    let o = diffsamp(&["pita", "--config", s(&other), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    assert_eq!(fin["evaluation"]["n_used"], 30);
+    let other = write_config(
+        &d,
+        &tiny_config().replace("[3.0, 2.0, 1.0]", "[4.0, 2.0, 1.0]"),
+    );
+    let o = diffsamp(&["pita", "--config", s(&other), "--out", s(&out)]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("different run"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }
 

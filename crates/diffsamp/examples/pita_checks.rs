@@ -101,8 +101,37 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
         model: &ema_model,
         beta: 1.0,
     };
-    println!("| γ | exact p^γ | SMC, exact score | SMC, learned | learned, no weights |");
+    println!("| σ | ΔE exact | ΔE learned | ∂σΔE exact | ∂σΔE learned |");
     println!("|---|---|---|---|---|");
+    let modes = Tensor::from_slice(&[-2.0f32, 2.5]).view([2, 1]);
+    let delta = |model: &dyn Diffused, sigma: f64| {
+        let sig = Tensor::full([2], sigma, (Kind::Float, Device::Cpu));
+        let e = tch::no_grad(|| model.energy(&modes, &sig));
+        e.double_value(&[0]) - e.double_value(&[1])
+    };
+    for sigma in [0.01, 0.1, 0.5, 1.0, 2.0, 5.0] {
+        let (de, dl) = (delta(&m, sigma), delta(&learned, sigma));
+        let h = 1e-3 * sigma;
+        let ds =
+            |model: &dyn Diffused| (delta(model, sigma + h) - delta(model, sigma - h)) / (2.0 * h);
+        println!(
+            "| {sigma} | {de:.3} | {dl:.3} | {:.3} | {:.3} |",
+            ds(&m),
+            ds(&learned)
+        );
+    }
+    println!();
+    let variants: [(&str, Option<f64>, f64); 4] = [
+        ("no clamp, weights to t = 0.1", None, 0.9),
+        ("clamp 0.9, weights to t = 0.1", Some(0.9), 0.9),
+        ("clamp 0.9, weights to t = 0.3", Some(0.9), 0.7),
+        ("no weights", None, 0.0),
+    ];
+    println!(
+        "| γ | exact p^γ | SMC, exact score | learned: {} |",
+        variants.map(|v| v.0).join(" | learned: ")
+    );
+    println!("|---|---|---|---|---|---|---|");
     for gamma in [2.0, 0.5] {
         let smc = SmcConfig {
             population: 16_000,
@@ -120,16 +149,25 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
         };
         let exact = m.tempered_mass_below(gamma, 0.0)?;
         let a = run(&m, &smc)?;
-        let l = run(&learned, &smc)?;
-        let plain = run(
-            &learned,
-            &SmcConfig {
-                resample_until: 0.0,
-                ..smc.clone()
-            },
-        )?;
-        println!("| {gamma} | {exact:.4} | {a:.4} | {l:.4} | {plain:.4} |");
+        let mut row = format!("| {gamma} | {exact:.4} | {a:.4} |");
+        for (_, clamp, until) in variants {
+            let v = run(
+                &learned,
+                &SmcConfig {
+                    clamp_quantile: clamp,
+                    resample_until: until,
+                    ..smc.clone()
+                },
+            )?;
+            row += &format!(" {v:.4} |");
+        }
+        println!("{row}");
     }
+    println!(
+        "(σ at t = 0.1: {:.3}, at t = 0.3: {:.3})",
+        edm.sigma(0.1),
+        edm.sigma(0.3)
+    );
     println!("(training: {steps} steps, {train_s:.0} s; SMC: 16 000 particles, 1000 steps, exact divergence, no clamping)");
     Ok(())
 }

@@ -76,6 +76,11 @@ pub struct EvaluationConfig {
     /// Seed of the subsampling.
     #[serde(default)]
     pub seed: u64,
+    /// Also draw MCMC references (the `initial.mcmc` sampler, `n_samples` each, cached in the
+    /// run directory; not counted as the method's energy evaluations) at every temperature
+    /// above the target, and compare each stage's energies with them.
+    #[serde(default)]
+    pub tempered_references: bool,
 }
 
 fn final_n() -> usize {
@@ -261,6 +266,23 @@ impl PitaConfig {
                 shared.display()
             ),
         )
+    }
+
+    /// Whether `other` describes the same run: it may differ only in `threads`, `device` and
+    /// the `evaluation` table (a finished run can be re-evaluated).
+    pub fn same_run_as(&self, other: &PitaConfig) -> bool {
+        let strip = |c: &PitaConfig| PitaConfig {
+            threads: None,
+            device: String::new(),
+            evaluation: EvaluationConfig {
+                reference: String::new(),
+                n_samples: 0,
+                seed: 0,
+                tempered_references: false,
+            },
+            ..c.clone()
+        };
+        strip(self) == strip(other)
     }
 
     /// β_i = 1 / T_i.

@@ -141,6 +141,21 @@ pub struct PitaSummary {
     /// Evaluation at the target temperature (absent without a reference).
     pub evaluation: Option<EvalReport>,
     pub stages: Vec<StageLine>,
+    /// Per temperature: energy-W2 and mean energy of the stage's samples against a reference
+    /// at that temperature (the file at the target, MCMC above it when
+    /// `evaluation.tempered_references` is set).
+    pub per_temperature: Vec<TemperatureCheck>,
+}
+
+/// The samples of one temperature against a reference at that temperature.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TemperatureCheck {
+    pub temperature: f64,
+    pub energy_w2: f64,
+    pub mean_energy: f64,
+    pub mean_energy_reference: f64,
+    /// `"file"` or `"mcmc"`.
+    pub reference: String,
 }
 
 fn mix(seed: u64, k: u64) -> u64 {
@@ -190,7 +205,7 @@ impl PitaRun {
         let cfg_path = dir.join(CONFIG);
         if cfg_path.exists() {
             let saved = PitaConfig::load(&cfg_path)?;
-            if saved != config {
+            if !saved.same_run_as(&config) {
                 return Err(Error::Config {
                     key: "config".into(),
                     why: format!(
@@ -198,6 +213,9 @@ impl PitaRun {
                         dir.display()
                     ),
                 });
+            }
+            if saved != config {
+                write_atomic(&cfg_path, config.to_toml().as_bytes())?;
             }
         } else {
             write_atomic(&cfg_path, config.to_toml().as_bytes())?;
@@ -631,14 +649,57 @@ impl PitaRun {
             reference_energies = data.energies_reference;
             evaluation = Some(report);
         }
-        // Energies of every temperature's samples (and the reference at the target).
+        // Energies of every temperature's samples (and the reference at the target), and
+        // each against its own reference where there is one.
         let mut per_t = Vec::new();
+        let mut per_temperature = Vec::new();
         for &t in temps {
             let s = read_stage(&self.stage_file(t), energy)?;
-            per_t.push((
-                format!("T = {t}"),
-                crate::energy::energies_batch(energy, &s.data)?,
-            ));
+            let e = crate::energy::energies_batch(energy, &s.data)?;
+            let reference = if t == target && !reference_energies.is_empty() {
+                Some((reference_energies.clone(), "file"))
+            } else if t != target && self.config.evaluation.tempered_references {
+                Some((self.tempered_reference(t)?, "mcmc"))
+            } else {
+                None
+            };
+            if let Some((r, source)) = reference {
+                let finite = |v: &[f64]| {
+                    v.iter()
+                        .copied()
+                        .filter(|x| x.is_finite())
+                        .collect::<Vec<_>>()
+                };
+                let (ef, rf) = (finite(&e), finite(&r));
+                let w2 = crate::metrics::energy_w2::wasserstein2_1d(&ef, &rf)?;
+                let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+                per_temperature.push(TemperatureCheck {
+                    temperature: t,
+                    energy_w2: w2.w2,
+                    mean_energy: mean(&ef),
+                    mean_energy_reference: mean(&rf),
+                    reference: source.into(),
+                });
+                if t != target {
+                    histogram_overlay(
+                        &plots.join(format!("energy_T{t}.png")),
+                        &format!("{}: energy at T = {t}", energy.name()),
+                        "E (kT at the target temperature)",
+                        &[
+                            Series {
+                                label: "PITA",
+                                values: &ef,
+                            },
+                            Series {
+                                label: "MCMC",
+                                values: &rf,
+                            },
+                        ],
+                        60,
+                    )?;
+                }
+            }
+            per_t.push((format!("T = {t}"), e));
         }
         if !reference_energies.is_empty() {
             per_t.push(("reference (T = 1)".into(), reference_energies));
@@ -666,6 +727,7 @@ impl PitaRun {
             n_samples: last.n,
             evaluation,
             stages: self.stages.clone(),
+            per_temperature,
         };
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Format {
             path: self.dir.join(FINAL),
@@ -673,6 +735,34 @@ impl PitaRun {
         })?;
         write_atomic(&self.dir.join(FINAL), &json)?;
         Ok(summary)
+    }
+}
+
+impl PitaRun {
+    /// MCMC samples' energies at relative temperature `t` (the `initial.mcmc` sampler with
+    /// `evaluation.n_samples` samples), cached as `reference_T<t>.npy`.
+    fn tempered_reference(&self, t: f64) -> Result<Vec<f64>> {
+        let energy = self.system.energy.as_ref();
+        let path = self.dir.join(format!("reference_T{t}.npy"));
+        if !path.exists() {
+            let tempered =
+                Tempered::new(crate::energy::registry::by_name(&self.config.system)?, t)?;
+            let mut cfg = self.config.initial.mcmc.clone();
+            cfg.n_samples = self.config.evaluation.n_samples;
+            cfg.seed = mix(self.config.evaluation.seed, t.to_bits());
+            let mut silent = crate::mcmc::progress::Silent;
+            let res = crate::mcmc::reference::run_reference(&tempered, &cfg, &mut silent)?;
+            let tmp = self.dir.join("reference.tmp.npy");
+            write_npy(
+                &tmp,
+                &self.sample_shape(res.n_samples()),
+                &res.samples,
+                false,
+            )?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        let s = load_samples(&path, energy)?;
+        Ok(crate::energy::energies_batch(energy, &s.data)?)
     }
 }
 
