@@ -15,9 +15,7 @@
 use crate::error::{Error, Result};
 use crate::methods::adjoint_matching::{FinetuneSettings, OdeSolver, PretrainSettings};
 use crate::nn::MlpConfig;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// Periodic and final evaluation of a flow run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,13 +123,7 @@ fn common(checkpoint_every: usize, threads: Option<usize>, device: &str) -> Resu
     Ok(())
 }
 
-/// Parses a TOML config; `origin` names it in errors.
-pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
-    toml::from_str(text).map_err(|e| Error::Format {
-        path: origin.to_path_buf(),
-        why: e.to_string(),
-    })
-}
+pub use crate::io::from_toml;
 
 /// A flow-matching pretraining run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -142,10 +142,7 @@ impl AsConfig {
     /// Parses a TOML config; `origin` names it in errors. Unknown keys and wrong types are
     /// errors naming the key; call [`AsConfig::validate`] for ranges.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Format {
-            path: origin.to_path_buf(),
-            why: e.to_string(),
-        })
+        crate::io::from_toml(text, origin)
     }
 
     /// Reads and validates a TOML config file.
@@ -240,24 +237,9 @@ impl AsConfig {
                 Ok(ReferenceSource::Exact)
             }
             "mcmc" => Ok(ReferenceSource::Mcmc),
-            name => {
-                let given = PathBuf::from(name);
-                if given.is_file() {
-                    return Ok(ReferenceSource::File(given));
-                }
-                let shared = crate::energy::data::shared_data_dir().join(name);
-                if given.is_relative() && shared.is_file() {
-                    return Ok(ReferenceSource::File(shared));
-                }
-                bad(
-                    key,
-                    format!(
-                        "reference file '{name}' not found (looked at {} and {})",
-                        given.display(),
-                        shared.display()
-                    ),
-                )
-            }
+            name => Ok(ReferenceSource::File(crate::io::resolve_data_file(
+                name, key,
+            )?)),
         }
     }
 

@@ -124,10 +124,7 @@ fn cpu() -> String {
 impl PitaConfig {
     /// Parses TOML; unknown keys and wrong types are errors naming the key.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Format {
-            path: origin.to_path_buf(),
-            why: e.to_string(),
-        })
+        crate::io::from_toml(text, origin)
     }
 
     /// Reads and validates a config file.
@@ -250,22 +247,7 @@ impl PitaConfig {
         if name == "none" {
             return Ok(None);
         }
-        let given = PathBuf::from(name);
-        if given.is_file() {
-            return Ok(Some(given));
-        }
-        let shared = crate::energy::data::shared_data_dir().join(name);
-        if given.is_relative() && shared.is_file() {
-            return Ok(Some(shared));
-        }
-        bad(
-            "evaluation.reference",
-            format!(
-                "reference file '{name}' not found (looked at {} and {})",
-                given.display(),
-                shared.display()
-            ),
-        )
+        crate::io::resolve_data_file(name, "evaluation.reference").map(Some)
     }
 
     /// Whether `other` describes the same run: it may differ only in `threads`, `device` and
