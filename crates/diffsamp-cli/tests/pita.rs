@@ -19,6 +19,7 @@ system = "dw4"
 temperatures = [3.0, 2.0, 1.0]
 seed = 5
 threads = 1
+final_resample_clamp = 0.5
 [network.egnn]
 n_layers = 1
 hidden = 8
@@ -220,6 +221,10 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
         (
             base.replace("population = 48", "population = 1"),
             "smc.population",
+        ),
+        (
+            base.replace("final_resample_clamp = 0.5", "final_resample_clamp = 1.5"),
+            "final_resample_clamp",
         ),
         (
             base.replace("ema_decay = 0.9", "ema_decay = 1.0"),

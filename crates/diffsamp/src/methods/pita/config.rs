@@ -114,6 +114,11 @@ pub struct PitaConfig {
     /// log w = −β_{i+1} E(x) + γ E_θ(x, σ_min) (REFERENCE §3.4, LJ).
     #[serde(default = "yes")]
     pub final_resample: bool,
+    /// Truncated importance weights for the final resampling: log w is capped at this
+    /// quantile of the population (unset: plain weights, as published). Caps the dominance of
+    /// a few samples when the model's energy is poor; clashing samples still get weight ≈ 0.
+    #[serde(default)]
+    pub final_resample_clamp: Option<f64>,
     pub evaluation: EvaluationConfig,
 }
 
@@ -234,6 +239,11 @@ impl PitaConfig {
         }
         tr.loss.validate().map_err(|e| e.within("training.loss"))?;
         self.smc.validate().map_err(|e| e.within("smc"))?;
+        if let Some(q) = self.final_resample_clamp {
+            if !(q > 0.0 && q <= 1.0) {
+                return bad("final_resample_clamp", format!("{q} is not in (0, 1]"));
+            }
+        }
         if self.evaluation.n_samples == 0 {
             return bad("evaluation.n_samples", "must be at least 1");
         }

@@ -585,6 +585,13 @@ impl PitaRun {
             let log_w = (-e_true * beta_to
                 + e_model.to_kind(Kind::Double).to_device(Device::Cpu) * gamma)
                 .nan_to_num(f64::NEG_INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+            let log_w = match self.config.final_resample_clamp {
+                Some(q) => {
+                    let cap = log_w.quantile_scalar(q, None, false, "linear");
+                    log_w.minimum(&cap)
+                }
+                None => log_w,
+            };
             final_ess = ess_fraction(&log_w);
             let idx: Vec<i64> = Vec::try_from(systematic_resample(&log_w)).expect("host indices");
             xs.clear();
