@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p diffsamp --example pita_checks -- mixture [--steps 3000]
 //! cargo run --release -p diffsamp --example pita_checks -- divergence --run runs/lj13_pita_quick
+//! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1
 //! ```
 
 use anyhow::{bail, Context};
@@ -239,11 +240,70 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Anneals a run's EMA model by `--gamma` (1: no temperature change) from the highest-β
+/// samples' temperature and compares the samples' energies with the buffer's at that
+/// temperature (γ = 1 tests the model alone, without annealing).
+fn resample_check(args: &[String]) -> anyhow::Result<()> {
+    let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);
+    let gamma: f64 = arg(args, "--gamma").map_or(Ok(1.0), |s| s.parse())?;
+    let cfg = PitaConfig::load(&dir.join("config.toml"))?;
+    let system = diffsamp::energy::registry::system(&cfg.system)?;
+    let mut smc = cfg.smc.clone();
+    smc.population = arg(args, "--n").map_or(Ok(500), |s| s.parse())?;
+    smc.chunk = smc.population;
+    if let Some(k) = arg(args, "--steps") {
+        smc.steps = k.parse()?;
+    }
+    let edm = cfg.edm.clone();
+    let run = PitaRun::open(cfg, &dir)?;
+    let buffer = run.buffer();
+    let beta = buffer.beta[0];
+    let d = buffer.dim;
+    let model = AtBeta {
+        model: run.ema_model(),
+        beta,
+    };
+    tch::manual_seed(5);
+    let space = Space {
+        dim: d,
+        particles: run.ema_model().particles(),
+        device: Device::Cpu,
+    };
+    let out = anneal(&model, &edm, gamma, space, &smc, |_, _| {})?;
+    let x: Vec<f64> = Vec::<f64>::try_from(out.samples.to_kind(Kind::Double).view([-1]))?;
+    let e = diffsamp::energy::energies_batch(system.energy.as_ref(), &x)?;
+    let stats = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        (s[s.len() / 10], s[s.len() / 2], s[9 * s.len() / 10])
+    };
+    let buf: Vec<f64> = (0..buffer.len())
+        .filter(|&i| buffer.beta[i] == beta)
+        .map(|i| buffer.energy[i])
+        .collect();
+    println!(
+        "run {}, β {beta:.3} → {:.3} (γ {gamma}), {} particles, {} steps",
+        dir.display(),
+        beta * gamma,
+        smc.population,
+        smc.steps
+    );
+    println!(
+        "energy quantiles (10 %, 50 %, 90 %): model {:?}, buffer at β {:?}",
+        stats(&e),
+        stats(&buf)
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("mixture") => mixture(&args),
         Some("divergence") => divergence(&args),
-        _ => bail!("usage: pita_checks mixture [--steps N] | divergence --run DIR"),
+        Some("anneal") => resample_check(&args),
+        _ => bail!(
+            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K]"
+        ),
     }
 }
