@@ -142,11 +142,18 @@ impl Adam {
                 .map(|(_, p, _, _)| p.grad())
                 .filter(|g| g.defined())
                 .collect();
-            let total = grads
+            if grads.is_empty() {
+                return 0.0;
+            }
+            // One device-to-host read per call, not one per parameter.
+            let squares: Vec<Tensor> = grads
                 .iter()
-                .map(|g| g.square().sum(tch::Kind::Double).double_value(&[]))
-                .sum::<f64>()
-                .sqrt();
+                .map(|g| g.square().sum(tch::Kind::Double))
+                .collect();
+            let total = Tensor::stack(&squares, 0)
+                .sum(tch::Kind::Double)
+                .sqrt()
+                .double_value(&[]);
             let coef = max_norm / (total + 1e-6);
             if coef < 1.0 {
                 for mut g in grads {

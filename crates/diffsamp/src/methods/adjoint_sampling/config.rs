@@ -33,6 +33,7 @@
 //! (`training.batch_size`, `evaluation.reference`, ...).
 
 use crate::energy::registry::{self, System};
+use crate::energy::Particles;
 use crate::error::{Error, Result};
 use crate::methods::adjoint_sampling::TrainerSettings;
 use crate::nn::{EgnnConfig, MlpConfig};
@@ -138,6 +139,43 @@ fn in_table<T>(table: &str, r: Result<T>) -> Result<T> {
     r.map_err(|e| e.within(table))
 }
 
+/// The registered energy `name` for a config's `system` key; an unknown name is an error on
+/// that key listing the known systems.
+pub fn registered_energy(name: &str) -> Result<Box<dyn crate::energy::Energy>> {
+    registry::by_name(name).or_else(|_| {
+        bad(
+            "system",
+            format!(
+                "unknown system '{name}' (known: {})",
+                registry::known_systems().join(", ")
+            ),
+        )
+    })
+}
+
+impl NetworkConfig {
+    /// Checks the network's own settings (errors keyed `network.egnn.*` / `network.mlp.*`) and
+    /// that an EGNN is asked only of a particle system (`system` names the target in the
+    /// error).
+    pub fn validate_for(&self, system: &str, particles: Option<Particles>) -> Result<()> {
+        match self {
+            NetworkConfig::Egnn(c) => {
+                in_table("network.egnn", c.validate())?;
+                if particles.is_none() {
+                    return bad(
+                        "network",
+                        format!(
+                            "an EGNN needs a particle system; '{system}' is a vector target (use [network.mlp])"
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            NetworkConfig::Mlp(c) => in_table("network.mlp", c.validate()),
+        }
+    }
+}
+
 impl AsConfig {
     /// Parses a TOML config; `origin` names it in errors. Unknown keys and wrong types are
     /// errors naming the key; call [`AsConfig::validate`] for ranges.
@@ -161,19 +199,7 @@ impl AsConfig {
     /// Checks every range, the system, the network/system fit, and that the reference can be
     /// found; errors name the key.
     pub fn validate(&self) -> Result<()> {
-        let system = match registry::by_name(&self.system) {
-            Ok(e) => e,
-            Err(_) => {
-                return bad(
-                    "system",
-                    format!(
-                        "unknown system '{}' (known: {})",
-                        self.system,
-                        registry::known_systems().join(", ")
-                    ),
-                )
-            }
-        };
+        let system = registered_energy(&self.system)?;
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1");
         }
@@ -186,21 +212,8 @@ impl AsConfig {
         if let Err(why) = crate::nn::device::parse_device(&self.device) {
             return bad("device", why);
         }
-        match &self.network {
-            NetworkConfig::Egnn(c) => {
-                in_table("network.egnn", c.validate())?;
-                if system.particles().is_none() {
-                    return bad(
-                        "network",
-                        format!(
-                            "an EGNN needs a particle system; '{}' is a vector target (use [network.mlp])",
-                            self.system
-                        ),
-                    );
-                }
-            }
-            NetworkConfig::Mlp(c) => in_table("network.mlp", c.validate())?,
-        }
+        self.network
+            .validate_for(&self.system, system.particles())?;
         in_table("training", self.training.validate())?;
         let ev = &self.evaluation;
         if ev.n_samples == 0 {

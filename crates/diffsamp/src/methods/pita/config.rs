@@ -1,9 +1,9 @@
 //! The configuration of a PITA run (TOML, unknown keys rejected, ranges checked with the key
 //! named).
 
-use crate::energy::registry;
 use crate::error::{Error, Result};
 use crate::mcmc::reference::ReferenceConfig;
+use crate::methods::adjoint_sampling::config::registered_energy;
 use crate::methods::pita::edm::Edm;
 use crate::methods::pita::loss::LossConfig;
 use crate::methods::pita::model::NetworkConfig;
@@ -147,19 +147,7 @@ impl PitaConfig {
 
     /// Checks every range; errors name the key.
     pub fn validate(&self) -> Result<()> {
-        let energy = match registry::by_name(&self.system) {
-            Ok(e) => e,
-            Err(_) => {
-                return bad(
-                    "system",
-                    format!(
-                        "unknown system '{}' (known: {})",
-                        self.system,
-                        registry::known_systems().join(", ")
-                    ),
-                )
-            }
-        };
+        let energy = registered_energy(&self.system)?;
         let t = &self.temperatures;
         if t.len() < 2 {
             return bad("temperatures", "need at least two (start and target)");
@@ -179,21 +167,8 @@ impl PitaConfig {
         if let Err(why) = crate::nn::device::parse_device(&self.device) {
             return bad("device", why);
         }
-        match &self.network {
-            NetworkConfig::Egnn(c) => {
-                c.validate().map_err(|e| e.within("network.egnn"))?;
-                if energy.particles().is_none() {
-                    return bad(
-                        "network",
-                        format!(
-                            "an EGNN needs a particle system; '{}' is not one",
-                            self.system
-                        ),
-                    );
-                }
-            }
-            NetworkConfig::Mlp(c) => c.validate().map_err(|e| e.within("network.mlp"))?,
-        }
+        self.network
+            .validate_for(&self.system, energy.particles())?;
         self.edm.validate().map_err(|e| e.within("edm"))?;
         let m = &self.initial.mcmc;
         m.validate().map_err(|e| Error::Config {

@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::evaluate::{evaluate, write_plots, EvalOptions, EvalReport};
 use crate::geometry::{random_rotation, rotate};
 use crate::io::run_files::{json_line, truncate_log, write_atomic};
-use crate::io::{load_samples, write_npy, Samples};
+use crate::io::{load_samples, write_npy};
+use crate::mcmc::reference::ReferenceResult;
 use crate::methods::pita::buffer::SampleBuffer;
 use crate::methods::pita::config::PitaConfig;
 use crate::methods::pita::loss::{losses, Batch};
@@ -430,13 +431,26 @@ impl PitaRun {
         }
     }
 
+    /// The `initial.mcmc` sampler on the system at relative temperature `t`, with `n_samples`
+    /// samples (the config's when `None`) and `seed`.
+    fn mcmc_at(&self, t: f64, n_samples: Option<usize>, seed: u64) -> Result<ReferenceResult> {
+        let tempered = Tempered::new(crate::energy::registry::by_name(&self.config.system)?, t)?;
+        let mut cfg = self.config.initial.mcmc.clone();
+        if let Some(n) = n_samples {
+            cfg.n_samples = n;
+        }
+        cfg.seed = seed;
+        let mut silent = crate::mcmc::progress::Silent;
+        Ok(crate::mcmc::reference::run_reference(
+            &tempered,
+            &cfg,
+            &mut silent,
+        )?)
+    }
+
     fn initial_samples(&mut self) -> Result<()> {
         let t0 = self.config.temperatures[0];
-        let tempered = Tempered::new(crate::energy::registry::by_name(&self.config.system)?, t0)?;
-        let mut cfg = self.config.initial.mcmc.clone();
-        cfg.seed = mix(self.config.seed, 7);
-        let mut silent = crate::mcmc::progress::Silent;
-        let res = crate::mcmc::reference::run_reference(&tempered, &cfg, &mut silent)?;
+        let res = self.mcmc_at(t0, None, mix(self.config.seed, 7))?;
         let mut x = res.samples;
         if let Some(p) = self.particles {
             p.remove_com_batch(&mut x);
@@ -569,15 +583,18 @@ impl PitaRun {
         let (mut xs, mut es, mut gs, mut final_ess) =
             (x.clone(), eg.energies.clone(), eg.grads.clone(), 1.0);
         if self.config.final_resample {
-            let n = eg.energies.len() as i64;
-            let sig = Tensor::full([n], self.config.edm.sigma_min, (Kind::Float, self.device));
+            let sigma_min = self.config.edm.sigma_min;
             let e_model = tch::no_grad(|| {
                 let parts: Vec<Tensor> = out
                     .samples
                     .split(self.config.smc.chunk as i64, 0)
                     .iter()
-                    .zip(sig.split(self.config.smc.chunk as i64, 0))
-                    .map(|(xc, sc)| target.energy(xc, &sc))
+                    .map(|xc| {
+                        target.energy(
+                            xc,
+                            &Tensor::full([xc.size()[0]], sigma_min, (xc.kind(), xc.device())),
+                        )
+                    })
                     .collect();
                 Tensor::cat(&parts, 0)
             });
@@ -632,7 +649,7 @@ impl PitaRun {
         let energy = self.system.energy.as_ref();
         let temps = &self.config.temperatures;
         let target = temps[temps.len() - 1];
-        let last = read_stage(&self.stage_file(target), energy)?;
+        let last = load_samples(&self.stage_file(target), energy)?;
         write_npy(
             &self.dir.join(SAMPLES),
             &self.sample_shape(last.n),
@@ -661,8 +678,12 @@ impl PitaRun {
         let mut per_t = Vec::new();
         let mut per_temperature = Vec::new();
         for &t in temps {
-            let s = read_stage(&self.stage_file(t), energy)?;
-            let e = crate::energy::energies_batch(energy, &s.data)?;
+            let e = if t == target {
+                crate::energy::energies_batch(energy, &last.data)?
+            } else {
+                let s = load_samples(&self.stage_file(t), energy)?;
+                crate::energy::energies_batch(energy, &s.data)?
+            };
             let reference = if t == target && !reference_energies.is_empty() {
                 Some((reference_energies.clone(), "file"))
             } else if t != target && self.config.evaluation.tempered_references {
@@ -752,13 +773,8 @@ impl PitaRun {
         let energy = self.system.energy.as_ref();
         let path = self.dir.join(format!("reference_T{t}.npy"));
         if !path.exists() {
-            let tempered =
-                Tempered::new(crate::energy::registry::by_name(&self.config.system)?, t)?;
-            let mut cfg = self.config.initial.mcmc.clone();
-            cfg.n_samples = self.config.evaluation.n_samples;
-            cfg.seed = mix(self.config.evaluation.seed, t.to_bits());
-            let mut silent = crate::mcmc::progress::Silent;
-            let res = crate::mcmc::reference::run_reference(&tempered, &cfg, &mut silent)?;
+            let ev = &self.config.evaluation;
+            let res = self.mcmc_at(t, Some(ev.n_samples), mix(ev.seed, t.to_bits()))?;
             let tmp = self.dir.join("reference.tmp.npy");
             write_npy(
                 &tmp,
@@ -775,8 +791,4 @@ impl PitaRun {
 
 fn ema_file(step: usize) -> String {
     format!("ema-{step:08}.safetensors")
-}
-
-fn read_stage(path: &Path, energy: &dyn crate::energy::Energy) -> Result<Samples> {
-    load_samples(path, energy)
 }
