@@ -269,9 +269,87 @@ fn alanine_eval_reports_torsions_chirality_and_a_ramachandran_plot() {
     assert_eq!(t["d_fraction_generated"], 1.0);
     assert!(t["kl_phi"].as_f64().unwrap() > 2.0, "{t}");
     assert!(t["w2_phi_psi"].as_f64().unwrap() > 1.0, "{t}");
+    // Mirrored back to L, the figures are those of the reference subset itself.
+    let same_t = &same["torsions"];
+    for key in ["kl_phi", "kl_psi", "w2_phi_psi"] {
+        let l = t[format!("{key}_l_form")].as_f64().unwrap();
+        let raw = same_t[key].as_f64().unwrap();
+        assert!((l - raw).abs() < 1e-9, "{key}: {l} vs {raw}");
+    }
     // Energies are mirror-symmetric.
     let de = mirror["energy_mean_generated"].as_f64().unwrap()
         - same["energy_mean_generated"].as_f64().unwrap();
     assert!(de.abs() < 1e-3, "{de}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn molecular_dynamics_reference_for_alanine_dipeptide() {
+    let d = tmp_dir("md");
+    let cfg = d.join("md.toml");
+    std::fs::write(
+        &cfg,
+        "n_temperatures = 2\nt_max = 1.5\nsteps_per_exchange = 20\nwarmup_rounds = 5\n",
+    )
+    .unwrap();
+    let out = d.join("x.npy");
+    let o = diffsamp(&[
+        "reference",
+        "--system",
+        "aldp",
+        "--n",
+        "30",
+        "--seed",
+        "3",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let x = diffsamp::io::read_npy(&out).unwrap();
+    assert_eq!(x.shape, vec![30, 22, 3]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("x.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "md");
+    assert_eq!(
+        summary["temperatures_kelvin"][1].as_f64().unwrap().round(),
+        450.0
+    );
+    // 2 replicas × (5 + 30) rounds × 20 steps + the 2 initial evaluations.
+    assert_eq!(summary["energy_evals"], 2 * 35 * 20 + 2);
+    // 300 K dynamics from an L-alanine frame: a finite energy near the reference's and no
+    // chirality flip.
+    let e = summary["energy_mean"].as_f64().unwrap();
+    assert!(e.is_finite() && (-60.0..0.0).contains(&e), "{e}");
+    let phi = diffsamp::metrics::alanine::phi(&x.data).unwrap();
+    assert!(phi.iter().all(|f| f.is_finite()));
+    let d_frac = diffsamp::metrics::alanine::d_fraction(&x.data).unwrap();
+    assert_eq!(d_frac.fraction, 0.0);
+
+    // Molecular dynamics needs a force field; a wrong key is named.
+    let o = diffsamp(&[
+        "reference",
+        "--system",
+        "lj13",
+        "--method",
+        "md",
+        "--out",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no force field"), "{}", stderr(&o));
+    std::fs::write(&cfg, "n_temps = 2\n").unwrap();
+    let o = diffsamp(&[
+        "reference",
+        "--system",
+        "aldp",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("n_temps"), "{}", stderr(&o));
     std::fs::remove_dir_all(&d).unwrap();
 }

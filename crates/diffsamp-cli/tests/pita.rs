@@ -254,6 +254,17 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
             ),
             "initial.mcmc.pt",
         ),
+        (
+            base.replace("[initial.mcmc]", "[initial.md]\n[initial.mcmc]"),
+            "initial",
+        ),
+        (
+            base.replace(
+                "[initial.mcmc]\nkernel = \"mala\"\nn_chains = 16\nwarmup = 20\nthinning = 2\nn_samples = 64\nstep_size = 0.05",
+                "[initial.md]\nn_temperatures = 1",
+            ),
+            "initial.md",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let cfg = d.join(format!("bad{i}.toml"));
@@ -268,6 +279,40 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
             "case {i} wrote a checkpoint"
         );
     }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn alanine_dipeptide_ladder_starts_from_molecular_dynamics_and_reports_torsions() {
+    let d = tmp_dir("aldp");
+    let text = tiny_config()
+        .replace("system = \"dw4\"", "system = \"aldp\"")
+        .replace("temperatures = [3.0, 2.0, 1.0]", "temperatures = [4.0, 1.0]")
+        .replace("coords_range = 3.0", "coords_range = 10.0")
+        .replace("sigma_min = 0.05", "sigma_min = 0.01")
+        .replace("sigma_max = 20.0", "sigma_max = 5.0")
+        .replace(
+            "[initial.mcmc]\nkernel = \"mala\"\nn_chains = 16\nwarmup = 20\nthinning = 2\nn_samples = 64\nstep_size = 0.05",
+            "[initial.md]\nn_temperatures = 1\nsteps_per_exchange = 10\nwarmup_rounds = 5\nn_samples = 64",
+        )
+        .replace("val_split_DW4.npy", "aldp_300K_val_nm.npy")
+        .replace("tempered_references = true", "tempered_references = false");
+    let cfg = write_config(&d, &text);
+    let out = d.join("run");
+    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    let t = &fin["evaluation"]["torsions"];
+    assert!(t["kl_phi"].as_f64().unwrap().is_finite(), "{t}");
+    assert!(out.join("plots/ramachandran.png").is_file());
+    // 1200 K Langevin: 1 + (5 + 64) × 10 evaluations, then one per buffer sample (64 + 48).
+    assert_eq!(fin["energy_evals"], 1 + 69 * 10 + 64 + 48);
+    let x0 = diffsamp::io::read_npy(&out.join("samples_T4.npy")).unwrap();
+    assert_eq!(x0.shape, vec![64, 22, 3]);
+    // Hot MD keeps the molecule intact and L-handed.
+    let d_frac = diffsamp::metrics::alanine::d_fraction(&x0.data).unwrap();
+    assert_eq!(d_frac.fraction, 0.0);
     std::fs::remove_dir_all(&d).unwrap();
 }
 

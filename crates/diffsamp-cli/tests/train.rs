@@ -113,6 +113,63 @@ fn train_writes_the_run_directory_and_sample_draws_from_it() {
 }
 
 #[test]
+fn alanine_dipeptide_trains_with_the_atom_type_egnn_and_reports_torsions() {
+    let d = tmp_dir("aldp");
+    let text = tiny_config(2)
+        .replace("system = \"dw4\"", "system = \"aldp\"")
+        .replace("coords_range = 3.0", "coords_range = 50.0")
+        .replace("samples_per_epoch = 32", "samples_per_epoch = 8")
+        .replace("grad_clip = 100.0", "grad_clip = 1000.0")
+        .replace("sigma_max = 1.5", "sigma_max = 0.1")
+        .replace("val_split_DW4.npy", "aldp_300K_val_nm.npy");
+    let cfg = write_config(&d, &text);
+    let run = d.join("run");
+    let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("KL(φ)"), "{table}");
+    assert!(run.join("plots/ramachandran.png").is_file());
+    let samples = diffsamp::io::read_npy(&run.join("samples.npy")).unwrap();
+    assert_eq!(samples.shape, vec![60, 22, 3]);
+    // Every sample has zero centre of mass (the sampler lives in the COM-free subspace).
+    for x in samples.data.chunks_exact(66) {
+        for a in 0..3 {
+            let c: f64 = x.iter().skip(a).step_by(3).sum::<f64>() / 22.0;
+            assert!(c.abs() < 1e-4, "{c}");
+        }
+    }
+    let fin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("final.json")).unwrap()).unwrap();
+    let t = &fin["report"]["torsions"];
+    assert!(t["kl_phi"].as_f64().unwrap().is_finite(), "{t}");
+    assert!(t["w2_phi_psi"].as_f64().unwrap() > 0.0, "{t}");
+    // The network has the molecule's atom embedding (H, C, N, O) and bond edge feature: the
+    // shapes in the safetensors header of the saved weights.
+    let weights = std::fs::read_dir(run.join("checkpoint"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("weights-")
+        })
+        .unwrap();
+    let bytes = std::fs::read(weights).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    assert_eq!(
+        header["atom_embedding.weight"]["shape"],
+        serde_json::json!([8, 4])
+    );
+    assert_eq!(
+        header["layers.0.edge_geom.weight"]["shape"],
+        serde_json::json!([8, 3])
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
 fn a_killed_run_resumes_and_ends_exactly_where_an_uninterrupted_run_does() {
     let d = tmp_dir("kill");
     let epochs = 12;

@@ -12,6 +12,7 @@ pub mod force_field;
 pub mod gmm;
 pub mod lennard_jones;
 pub mod many_well;
+pub mod molecule;
 pub mod particles;
 pub mod registry;
 pub mod student_t;
@@ -26,8 +27,9 @@ pub use force_field::{ForceField, ForceFieldEnergy};
 pub use gmm::GaussianMixture;
 pub use lennard_jones::LennardJones;
 pub use many_well::{ManyWell, QuarticWell};
+pub use molecule::Molecule;
 pub use particles::Particles;
-pub use registry::{by_name, known_systems, system, Modes, System};
+pub use registry::{by_name, force_field, known_systems, system, Modes, System};
 pub use student_t::StudentTMixture;
 pub use tempered::Tempered;
 
@@ -46,6 +48,19 @@ pub trait Energy: Send + Sync {
     /// zero-centre-of-mass subspace; `None` for plain vector targets.
     fn particles(&self) -> Option<Particles> {
         None
+    }
+
+    /// The chemical graph when this is a molecule (distinguishable atoms, `[atoms, 3]` per
+    /// row, translation-invariant); `None` otherwise.
+    fn molecule(&self) -> Option<Molecule> {
+        None
+    }
+
+    /// The layout of configurations made of points in space, identical particles or the atoms
+    /// of a molecule: where centre-of-mass removal and E(3)-equivariant networks apply.
+    fn point_cloud(&self) -> Option<Particles> {
+        self.particles()
+            .or_else(|| self.molecule().map(|m| m.layout()))
     }
 
     /// E(x), writing ∇E(x) into `grad`. Both slices have length [`Energy::dim`]
@@ -82,6 +97,9 @@ impl<E: Energy + ?Sized> Energy for Box<E> {
     }
     fn particles(&self) -> Option<Particles> {
         (**self).particles()
+    }
+    fn molecule(&self) -> Option<Molecule> {
+        (**self).molecule()
     }
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         (**self).energy_grad(x, grad)

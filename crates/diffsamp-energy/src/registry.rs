@@ -151,6 +151,17 @@ pub fn system(name: &str) -> Result<System, EnergyError> {
     })
 }
 
+/// The force field registered under `name` (at the registry's 300 K), for what needs more
+/// than an [`Energy`], such as the masses of molecular dynamics; `None` for a system that is
+/// no force field. Unknown names are errors as in [`system`].
+pub fn force_field(name: &str) -> Result<Option<ForceFieldEnergy>, EnergyError> {
+    match name {
+        "aldp" => ForceFieldEnergy::aldp(ALDP_TEMPERATURE).map(Some),
+        "aldp-ff14sb-obc1" => ForceFieldEnergy::aldp_ff14sb_obc1(ALDP_TEMPERATURE).map(Some),
+        _ => system(name).map(|_| None),
+    }
+}
+
 /// The energy registered under `name` (see [`system`]).
 pub fn by_name(name: &str) -> Result<Box<dyn Energy>, EnergyError> {
     system(name).map(|s| s.energy)
@@ -212,6 +223,19 @@ mod tests {
         assert_eq!(system("gmm40-50").unwrap().log_z, Some(0.0));
         let lz = system("many-well-32").unwrap().log_z.unwrap();
         assert!((lz - 164.6957).abs() < 1e-4);
+    }
+
+    #[test]
+    fn force_fields_are_the_molecules() {
+        for name in known_systems() {
+            let ff = force_field(name).unwrap();
+            assert_eq!(ff.is_some(), name.starts_with("aldp"), "{name}");
+            if let Some(ff) = ff {
+                assert_eq!(ff.name(), *name);
+                assert!(ff.molecule().is_some());
+            }
+        }
+        assert!(force_field("nope").is_err());
     }
 
     #[test]

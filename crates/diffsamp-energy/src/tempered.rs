@@ -59,6 +59,10 @@ impl<E: Energy> Energy for Tempered<E> {
         self.inner.particles()
     }
 
+    fn molecule(&self) -> Option<crate::Molecule> {
+        self.inner.molecule()
+    }
+
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         let e = self.inner.energy_grad(x, grad);
         grad.iter_mut().for_each(|g| *g *= self.inv_temperature);

@@ -93,7 +93,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
     );
     let clock = Instant::now();
-    let res = run_remd(&energy, &lang, &cfg, x0)?;
+    let res = run_remd(
+        &energy,
+        &lang,
+        &cfg,
+        x0,
+        &mut diffsamp_mcmc::progress::Silent,
+    )?;
     let wall = clock.elapsed().as_secs_f64();
 
     let simulated_ps = (cfg.warmup_rounds + n_samples * record_every) as f64

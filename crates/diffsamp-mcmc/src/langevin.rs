@@ -25,6 +25,7 @@
 //! Maxwell–Boltzmann at the new temperature.
 
 use crate::parallel_tempering::{swap_log_accept, SwapStats};
+use crate::progress::{Observer, Progress, Stage};
 use crate::McmcError;
 use diffsamp_energy::Energy;
 use rand::{Rng, SeedableRng};
@@ -247,12 +248,15 @@ pub struct RemdResult {
 }
 
 /// Replica-exchange Langevin dynamics starting every replica at `x0`; replicas are advanced in
-/// parallel (rayon) between exchange rounds.
+/// parallel (rayon) between exchange rounds. `observer` hears after every exchange round (step
+/// = rounds done in the phase; acceptance = the swap rate so far; mean energy = the target
+/// replica's energy).
 pub fn run_remd(
     energy: &dyn Energy,
     langevin: &Langevin,
     cfg: &RemdConfig,
     x0: &[f64],
+    observer: &mut dyn Observer,
 ) -> Result<RemdResult, McmcError> {
     cfg.validate()?;
     if x0.len() != energy.dim() || langevin.dim() != energy.dim() {
@@ -342,6 +346,25 @@ pub fn run_remd(
             samples.extend_from_slice(&reps[0].state.x);
             energies.push(reps[0].state.energy);
         }
+        let (stage, step, total) = if round < cfg.warmup_rounds {
+            (Stage::Warmup, round + 1, cfg.warmup_rounds)
+        } else {
+            (
+                Stage::Sampling,
+                round + 1 - cfg.warmup_rounds,
+                total_rounds - cfg.warmup_rounds,
+            )
+        };
+        let attempts: u64 = swaps.attempts.iter().sum();
+        observer.observe(&Progress {
+            stage,
+            step,
+            total,
+            acceptance: swaps.accepts.iter().sum::<u64>() as f64 / attempts.max(1) as f64,
+            mean_energy: reps[0].state.energy,
+            samples: energies.len(),
+            energy_evals: reps.iter().map(|r| r.evals).sum(),
+        });
     }
     Ok(RemdResult {
         samples,
@@ -485,7 +508,14 @@ mod tests {
             record_every: 5,
             seed: 11,
         };
-        let res = run_remd(&target, &lang, &cfg, &[0.0, 0.0]).unwrap();
+        let res = run_remd(
+            &target,
+            &lang,
+            &cfg,
+            &[0.0, 0.0],
+            &mut crate::progress::Silent,
+        )
+        .unwrap();
         assert_eq!(res.samples.len(), 2 * cfg.n_samples);
         assert_eq!(res.non_finite, 0);
         let rounds = (cfg.warmup_rounds + cfg.n_samples * cfg.record_every) as u64;

@@ -16,7 +16,7 @@ use diffsamp::methods::pita::smc::{
     anneal, score_and_divergence, Diffused, Divergence, Resampling, SmcConfig, Space,
 };
 use diffsamp::methods::pita::{PitaConfig, PitaRun};
-use diffsamp::nn::{Adam, AdamConfig, Ema, MlpConfig};
+use diffsamp::nn::{Adam, AdamConfig, Ema, MlpConfig, StateLayout};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
@@ -54,9 +54,9 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
         max_frequency: 4.0,
         length_scale: 2.0,
     });
-    let model = PitaModel::new(&vs.root(), &net, 1, None)?;
+    let model = PitaModel::new(&vs.root(), &net, &StateLayout::vector(1))?;
     let shadow = VarStore::new(Device::Cpu);
-    let ema_model = PitaModel::new(&shadow.root(), &net, 1, None)?;
+    let ema_model = PitaModel::new(&shadow.root(), &net, &StateLayout::vector(1))?;
     let mut ema = Ema::new(shadow, &vs, 0.999)?;
     let mut adam = Adam::new(
         &vs,

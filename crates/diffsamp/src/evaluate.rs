@@ -94,6 +94,12 @@ pub struct TorsionReport {
     /// Fraction of D-alanine configurations (improper CA–N–C–CB < 0).
     pub d_fraction_generated: f64,
     pub d_fraction_reference: f64,
+    /// The same figures with every generated D configuration replaced by its mirror image
+    /// (the energy is mirror-symmetric, so this is the chirality-corrected sample).
+    pub kl_phi_l_form: f64,
+    pub kl_psi_l_form: f64,
+    pub w2_phi_psi_l_form: f64,
+    pub phi_positive_generated_l_form: f64,
 }
 
 /// Whether `system` is alanine dipeptide (22 atoms × 3, backbone torsions apply).
@@ -109,8 +115,16 @@ fn phi_psi(x: &[f64]) -> Result<Vec<f64>> {
 
 fn torsion_report(gen: &[f64], refs: &[f64]) -> Result<TorsionReport> {
     let c = m::alanine::compare(refs, gen)?;
-    let w2 = m::torus_w2(&phi_psi(gen)?, &phi_psi(refs)?, 2, m::SizeMismatch::Error)?;
+    let ref_angles = phi_psi(refs)?;
+    let w2 = m::torus_w2(&phi_psi(gen)?, &ref_angles, 2, m::SizeMismatch::Error)?;
+    let (gen_l, _) = m::alanine::to_l_form(gen)?;
+    let c_l = m::alanine::compare(refs, &gen_l)?;
+    let w2_l = m::torus_w2(&phi_psi(&gen_l)?, &ref_angles, 2, m::SizeMismatch::Error)?;
     Ok(TorsionReport {
+        kl_phi_l_form: c_l.kl_phi,
+        kl_psi_l_form: c_l.kl_psi,
+        w2_phi_psi_l_form: w2_l.w2,
+        phi_positive_generated_l_form: c_l.pop_gen.fraction,
         kl_phi: c.kl_phi,
         kl_psi: c.kl_psi,
         w2_phi_psi: w2.w2,
@@ -297,6 +311,16 @@ impl EvalReport {
                 format!(
                     "{:.4} / {:.4}",
                     t.d_fraction_generated, t.d_fraction_reference
+                ),
+            ));
+            rows.push((
+                "D mirrored to L: KL(φ), KL(ψ), W2(φ,ψ), φ>0".into(),
+                format!(
+                    "{:.4}, {:.4}, {:.4}, {:.4}",
+                    t.kl_phi_l_form,
+                    t.kl_psi_l_form,
+                    t.w2_phi_psi_l_form,
+                    t.phi_positive_generated_l_form
                 ),
             ));
         }

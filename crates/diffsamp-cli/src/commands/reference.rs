@@ -1,10 +1,14 @@
-//! `diffsamp reference`: reference samples by exact sampling or MCMC (MALA/HMC, tempering).
+//! `diffsamp reference`: reference samples by exact sampling, MCMC (MALA/HMC, tempering) or,
+//! for molecules, replica-exchange Langevin dynamics.
 
 use crate::progress::Phase;
 use anyhow::{bail, Context};
-use diffsamp::energy::{energies_batch, registry};
+use diffsamp::energy::data::{read_npy, shared_data_file};
+use diffsamp::energy::force_field::GAS_CONSTANT_KJ;
+use diffsamp::energy::{energies_batch, registry, Energy, ForceFieldEnergy};
 use diffsamp::io::write_npy;
 use diffsamp::mcmc::diagnostics::mean_std;
+use diffsamp::mcmc::md_reference::{run_md_reference, MdReferenceConfig};
 use diffsamp::mcmc::progress::{Progress, Stage};
 use diffsamp::mcmc::reference::{default_config_for, run_reference, ReferenceConfig};
 use rand::SeedableRng;
@@ -13,12 +17,16 @@ use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
-    /// Exact sampling when the system has an exact sampler, else MCMC.
+    /// Exact sampling when the system has an exact sampler, molecular dynamics for a force
+    /// field, else MCMC.
     Auto,
     /// Exact i.i.d. sampling (gmm40*, many-well-*, mos*).
     Exact,
     /// Markov chain Monte Carlo with the system's preset or `--config`.
     Mcmc,
+    /// Replica-exchange Langevin dynamics (force fields: aldp, aldp-ff14sb-obc1), from the
+    /// first frame of `aldp/X100.npy`; `--config` holds `MdReferenceConfig` keys.
+    Md,
 }
 
 #[derive(clap::Args)]
@@ -37,17 +45,16 @@ pub struct Args {
     out: PathBuf,
     #[arg(long, value_enum, default_value_t = Method::Auto)]
     method: Method,
-    /// MCMC settings (TOML, keys of `ReferenceConfig`); default: the system's preset.
+    /// MCMC settings (TOML, keys of `ReferenceConfig`; with `--method md`, of
+    /// `MdReferenceConfig`); default: the system's preset.
     #[arg(long)]
     config: Option<PathBuf>,
 }
 
-fn load_config(path: &Path) -> anyhow::Result<ReferenceConfig> {
+fn load_config<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg: ReferenceConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(cfg)
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -56,17 +63,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let system = registry::system(&a.system)?;
     let energy = system.energy.as_ref();
-    let use_exact = match a.method {
+    let force_field = registry::force_field(&a.system)?;
+    let method = match a.method {
         Method::Exact if system.exact.is_none() => bail!(
             "system '{}' has no exact sampler; use --method mcmc",
             a.system
         ),
-        Method::Exact => true,
-        Method::Mcmc => false,
-        Method::Auto => system.exact.is_some(),
+        Method::Md if force_field.is_none() => bail!(
+            "system '{}' is no force field: molecular dynamics needs masses; use --method mcmc",
+            a.system
+        ),
+        Method::Auto if system.exact.is_some() => Method::Exact,
+        Method::Auto if force_field.is_some() => Method::Md,
+        Method::Auto => Method::Mcmc,
+        m => m,
     };
     let summary_path = a.out.with_extension("json");
-    let summary = if use_exact {
+    let summary = if let (Method::Md, Some(ff)) = (method, &force_field) {
+        run_md(&a, ff)?
+    } else if method == Method::Exact {
         let start = Instant::now();
         let sampler = system.exact.as_ref().expect("checked above");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
@@ -86,7 +101,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "wall_seconds": start.elapsed().as_secs_f64(),
         })
     } else {
-        let mut cfg = match &a.config {
+        let mut cfg: ReferenceConfig = match &a.config {
             Some(p) => load_config(p)?,
             None => default_config_for(&a.system).unwrap_or_default(),
         };
@@ -142,4 +157,81 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     std::fs::write(&summary_path, serde_json::to_string_pretty(&summary)?)
         .with_context(|| format!("writing {}", summary_path.display()))?;
     Ok(())
+}
+
+/// Replica-exchange Langevin dynamics of a force field from the first fixture frame; writes
+/// `[n, atoms, 3]` samples and returns the JSON summary.
+fn run_md(a: &Args, ff: &ForceFieldEnergy) -> anyhow::Result<serde_json::Value> {
+    let mut cfg: MdReferenceConfig = match &a.config {
+        Some(p) => load_config(p)?,
+        None => MdReferenceConfig::default(),
+    };
+    cfg.n_samples = a.n;
+    cfg.seed = a.seed;
+    cfg.validate()?;
+    let start_file = shared_data_file("aldp/X100.npy")?;
+    let frames = read_npy(&start_file)?;
+    if frames.row_len() != ff.dim() {
+        bail!(
+            "{} holds configurations of {} coordinates, '{}' needs {}",
+            start_file.display(),
+            frames.row_len(),
+            a.system,
+            ff.dim()
+        );
+    }
+    let kelvin: Vec<f64> = cfg
+        .temperatures()
+        .iter()
+        .map(|t| t * ff.kt() / GAS_CONSTANT_KJ)
+        .collect();
+    eprintln!(
+        "replica exchange on {:?} K, {:.1} ps per replica",
+        kelvin.iter().map(|t| t.round()).collect::<Vec<_>>(),
+        cfg.simulated_ps()
+    );
+    let start = Instant::now();
+    let mut phase: Option<(Stage, Phase)> = None;
+    let mut observer = |p: &Progress| {
+        if phase.as_ref().map(|(s, _)| *s) != Some(p.stage) {
+            if let Some((_, old)) = phase.take() {
+                old.finish("");
+            }
+            let name = match p.stage {
+                Stage::Warmup => "warm-up",
+                Stage::Sampling => "sampling",
+            };
+            phase = Some((p.stage, Phase::new(name, p.total as u64)));
+        }
+        if let Some((_, ph)) = phase.as_mut() {
+            ph.update(
+                p.step as u64,
+                &format!(
+                    "swaps {:.2} E {:.2} samples {} evals {}",
+                    p.acceptance, p.mean_energy, p.samples, p.energy_evals
+                ),
+            );
+        }
+    };
+    let res = run_md_reference(ff, &cfg, &frames.data[..ff.dim()], &mut observer)?;
+    if let Some((_, ph)) = phase.take() {
+        ph.finish("");
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let n = res.energies.len();
+    write_npy(&a.out, &[n, ff.dim() / 3, 3], &res.samples, false)?;
+    let (mean, std) = mean_std(&res.energies);
+    eprintln!(
+        "{n} MD samples of {}: E = {mean:.4} ± {std:.4}, {} energy evaluations, {wall:.1} s -> {}",
+        a.system,
+        res.energy_evals,
+        a.out.display()
+    );
+    Ok(serde_json::json!({
+        "system": a.system, "method": "md", "n": n, "seed": a.seed,
+        "energy_mean": mean, "energy_std": std, "energy_evals": res.energy_evals,
+        "wall_seconds": wall, "temperatures_kelvin": kelvin,
+        "swap_rates": res.swaps.rates(), "non_finite_steps": res.non_finite,
+        "simulated_ps_per_replica": cfg.simulated_ps(), "config": cfg,
+    }))
 }

@@ -37,7 +37,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut rep = Reporter::new();
     let x = run.sample(a.n, nfe, a.seed, &mut |ev| rep.on(ev))?;
     let system = run.config().system()?;
-    let shape = match system.energy.particles() {
+    let shape = match system.energy.point_cloud() {
         Some(p) => vec![a.n, p.n, p.spatial],
         None => vec![a.n, system.energy.dim()],
     };

@@ -9,11 +9,11 @@ pub fn run() -> anyhow::Result<()> {
     );
     for name in registry::known_systems() {
         let s = registry::system(name)?;
-        let particles = s
-            .energy
-            .particles()
-            .map(|p| format!("{}x{}", p.n, p.spatial))
-            .unwrap_or_else(|| "-".into());
+        let particles = match (s.energy.particles(), s.energy.molecule()) {
+            (Some(p), _) => format!("{}x{}", p.n, p.spatial),
+            (None, Some(m)) => format!("{} atoms", m.n_atoms()),
+            (None, None) => "-".into(),
+        };
         let log_z = s
             .log_z
             .map(|z| format!("{z:.5}"))

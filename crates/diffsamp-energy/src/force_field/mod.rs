@@ -15,7 +15,7 @@ mod xml;
 #[cfg(test)]
 mod tests;
 
-use crate::{data, Energy, EnergyError};
+use crate::{data, Energy, EnergyError, Molecule};
 use std::path::Path;
 
 /// Molar gas constant R in kJ/(mol·K).
@@ -87,6 +87,26 @@ impl ForceField {
         &self.masses
     }
 
+    /// The chemical graph: elements recognised from the masses, bonds from the harmonic bond
+    /// terms. A mass that is no standard atomic weight (e.g. a repartitioned hydrogen) is an
+    /// error naming the particle.
+    pub fn molecule(&self) -> Result<Molecule, EnergyError> {
+        let elements = self
+            .masses
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| {
+                Molecule::element_from_mass(m).ok_or_else(|| EnergyError::InvalidParameter {
+                    name: "mass",
+                    value: format!("{m} (particle {i})"),
+                    why: "is no standard atomic weight of H, C, N, O, P or S",
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let bonds: Vec<[usize; 2]> = self.bonds.iter().map(|b| b.p).collect();
+        Molecule::new(elements, &bonds)
+    }
+
     /// Whether the System has an implicit-solvent (GB) force.
     pub fn has_gb(&self) -> bool {
         !self.gb.is_empty()
@@ -127,6 +147,8 @@ pub struct ForceFieldEnergy {
     name: String,
     field: ForceField,
     kt: f64,
+    /// The chemical graph, when every mass is a recognised element.
+    molecule: Option<Molecule>,
 }
 
 impl ForceFieldEnergy {
@@ -141,6 +163,7 @@ impl ForceFieldEnergy {
         }
         Ok(Self {
             name: name.to_string(),
+            molecule: field.molecule().ok(),
             field,
             kt: GAS_CONSTANT_KJ * temperature,
         })
@@ -180,6 +203,10 @@ impl Energy for ForceFieldEnergy {
 
     fn dim(&self) -> usize {
         3 * self.field.n_particles
+    }
+
+    fn molecule(&self) -> Option<Molecule> {
+        self.molecule.clone()
     }
 
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {

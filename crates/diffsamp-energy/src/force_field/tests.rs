@@ -273,3 +273,49 @@ fn masses_follow_the_elements_of_alanine_dipeptide() {
         assert_eq!(mass, expected, "atom {i} ({e})");
     }
 }
+
+#[test]
+fn alanine_dipeptide_graph_matches_the_topology_file() {
+    let text = std::fs::read_to_string(shared_data_file("aldp_topology.json").unwrap()).unwrap();
+    let topology: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let element = |a: &serde_json::Value| match a["element"].as_str().unwrap() {
+        "H" => 1,
+        "C" => 6,
+        "N" => 7,
+        "O" => 8,
+        other => panic!("unexpected element {other}"),
+    };
+    let mut atoms: Vec<(u64, u8)> = Vec::new();
+    for chain in topology["chains"].as_array().unwrap() {
+        for residue in chain["residues"].as_array().unwrap() {
+            for a in residue["atoms"].as_array().unwrap() {
+                atoms.push((a["index"].as_u64().unwrap(), element(a)));
+            }
+        }
+    }
+    atoms.sort_unstable();
+    let bonds: Vec<[usize; 2]> = topology["bonds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            [
+                b[0].as_u64().unwrap() as usize,
+                b[1].as_u64().unwrap() as usize,
+            ]
+        })
+        .collect();
+    let expected = Molecule::new(atoms.iter().map(|a| a.1).collect(), &bonds).unwrap();
+    assert_eq!(expected.n_atoms(), 22);
+    assert_eq!(expected.bonds().len(), 21);
+    for tag in TAGS {
+        assert_eq!(field(tag).molecule().unwrap(), expected, "{tag}");
+        let e = ForceFieldEnergy::new(tag, field(tag), 300.0).unwrap();
+        assert_eq!(e.molecule(), Some(expected.clone()));
+        assert_eq!(
+            e.point_cloud(),
+            Some(crate::Particles { n: 22, spatial: 3 })
+        );
+        assert_eq!(e.particles(), None, "atoms are not identical particles");
+    }
+}

@@ -1,9 +1,9 @@
 //! E(n)-equivariant graph neural network control for particle systems (REFERENCE §1.6).
 
-use crate::energy::Particles;
+use crate::energy::{Molecule, Particles};
 use crate::error::{Error, Result};
 use crate::nn::layers::{linear, linear_xavier};
-use crate::nn::Control;
+use crate::nn::{Control, StateLayout};
 use crate::sde::remove_com;
 use serde::{Deserialize, Serialize};
 use tch::nn::{Linear, Path};
@@ -69,8 +69,10 @@ impl EgnnConfig {
 /// One equivariant graph convolution (E_GCL) on the fully connected graph. With
 /// d_ij = x_i − x_j, r_ij = ‖d_ij‖², a_ij the squared distance of the network input:
 ///
-/// m_ij = SiLU(W_o SiLU(W_s h_i + W_d h_j + w_r r_ij + w_a a_ij + b) + b_o)   (j ≠ i)
+/// m_ij = SiLU(W_o SiLU(W_s h_i + W_d h_j + w_r r_ij + w_a a_ij [+ w_b b_ij] + b) + b_o)   (j ≠ i)
 /// m_ij ← m_ij · sigmoid(w_att · m_ij + b_att)      (first layer factorised: [h_i, h_j, r, a])
+///
+/// with b_ij = 1 when atoms i and j of a molecule share a bond, 0 otherwise (molecules only).
 /// x_i ← x_i + Agg_j d_ij / (√r_ij + 1) · c tanh(w_x · SiLU(W_x m_ij + b_x))
 /// h_i ← h_i + W_n2 SiLU(W_n1 [h_i, Agg_j m_ij] + b_n1) + b_n2
 #[derive(Debug)]
@@ -87,12 +89,14 @@ struct EgnnLayer {
 }
 
 impl EgnnLayer {
-    fn new(p: Path, h: usize, last: bool) -> Self {
-        let edge_fan_in = 2 * h + 2;
+    /// A layer of width `h` whose edges carry `edge_features` scalars (2: r and a; 3 with the
+    /// bond indicator of a molecule).
+    fn new(p: Path, h: usize, edge_features: usize, last: bool) -> Self {
+        let edge_fan_in = 2 * h + edge_features;
         Self {
             edge_src: linear(&p / "edge_src", h, h, edge_fan_in, true),
             edge_dst: linear(&p / "edge_dst", h, h, edge_fan_in, false),
-            edge_geom: linear(&p / "edge_geom", 2, h, edge_fan_in, false),
+            edge_geom: linear(&p / "edge_geom", edge_features, h, edge_fan_in, false),
             edge_out: linear(&p / "edge_out", h, h, h, true),
             attention: linear(&p / "attention", h, 1, h, true),
             coord_hidden: linear(&p / "coord_hidden", h, h, h, true),
@@ -109,7 +113,8 @@ impl EgnnLayer {
 
 /// EGNN control v_θ(t, x) for a particle system (REFERENCE §1.6).
 ///
-/// Input: t `[batch]`, x `[batch, n·spatial]` (or `[batch, n, spatial]`); h⁰_i = Embed(t);
+/// Input: t `[batch]`, x `[batch, n·spatial]` (or `[batch, n, spatial]`); h⁰_i = Embed(t), plus
+/// W_z onehot(element_i) for a molecule (whose edges also carry the bond indicator b_ij);
 /// edge attribute a_ij = ‖x_i − x_j‖² of the input; L layers of [`EgnnLayer`] on the fully
 /// connected graph, all graphs of the batch in `[batch, n, n, H]` tensors; output
 /// x^L − x⁰ with its COM removed, shaped like x. E(n)-equivariant in x, invariant to
@@ -117,10 +122,12 @@ impl EgnnLayer {
 ///
 /// Parameters (path segments = field names): `embedding`, `layers.{k}.{edge_src, edge_dst,
 /// edge_geom, edge_out, attention, coord_hidden, coord_out, node_hidden, node_out}`; the last
-/// layer has no `node_*` (its node update would not reach the output).
+/// layer has no `node_*` (its node update would not reach the output). A molecule adds
+/// `atom_embedding` (no bias).
 #[derive(Debug)]
 pub struct Egnn {
     embedding: Linear,
+    atoms: Option<AtomFeatures>,
     layers: Vec<EgnnLayer>,
     particles: Particles,
     neighbours: Neighbours,
@@ -142,7 +149,59 @@ impl Egnn {
         config: EgnnConfig,
         conditions: usize,
     ) -> Result<Self> {
+        Self::build(path, particles, config, conditions, None)
+    }
+
+    /// A network for the configurations of `layout`: a molecule's atoms (with their elements
+    /// and bonds) or identical particles. A plain vector layout is an error.
+    pub fn for_layout(
+        path: &Path,
+        layout: &StateLayout,
+        config: EgnnConfig,
+        conditions: usize,
+    ) -> Result<Self> {
+        let points = layout.points.ok_or_else(|| Error::Config {
+            key: "network".into(),
+            why: "an EGNN needs a particle system or a molecule; use [network.mlp]".into(),
+        })?;
+        Self::build(path, points, config, conditions, layout.molecule.as_ref())
+    }
+
+    /// A network for the atoms of `molecule` (node types = elements, edge feature = bond
+    /// indicator), conditioned on `conditions` ≥ 1 scalars per graph.
+    pub fn for_molecule(
+        path: &Path,
+        molecule: &Molecule,
+        config: EgnnConfig,
+        conditions: usize,
+    ) -> Result<Self> {
+        Self::build(path, molecule.layout(), config, conditions, Some(molecule))
+    }
+
+    /// A network for `particles` or, with `molecule`, for its atoms (`particles` must then be
+    /// its `[atoms, 3]` layout).
+    pub fn build(
+        path: &Path,
+        particles: Particles,
+        config: EgnnConfig,
+        conditions: usize,
+        molecule: Option<&Molecule>,
+    ) -> Result<Self> {
         config.validate()?;
+        if let Some(m) = molecule {
+            if m.layout() != particles {
+                return Err(Error::Config {
+                    key: "network".into(),
+                    why: format!(
+                        "a molecule of {} atoms needs a [{}, 3] layout, not [{}, {}]",
+                        m.n_atoms(),
+                        m.n_atoms(),
+                        particles.n,
+                        particles.spatial
+                    ),
+                });
+            }
+        }
         if conditions == 0 {
             return Err(Error::Config {
                 key: "conditions".into(),
@@ -152,10 +211,15 @@ impl Egnn {
         let h = config.hidden;
         let c = conditions;
         let layers_path = path / "layers";
+        let atoms = molecule.map(|m| AtomFeatures::new(path, m, h));
+        let edge_features = if atoms.is_some() { 3 } else { 2 };
         Ok(Self {
             embedding: linear(path / "embedding", c, h, c, true),
+            atoms,
             layers: (0..config.n_layers)
-                .map(|k| EgnnLayer::new(&layers_path / k, h, k + 1 == config.n_layers))
+                .map(|k| {
+                    EgnnLayer::new(&layers_path / k, h, edge_features, k + 1 == config.n_layers)
+                })
                 .collect(),
             particles,
             neighbours: Neighbours::new(particles.n as i64, path.device()),
@@ -210,19 +274,30 @@ impl Egnn {
             .view([b, 1, nc])
             .expand([b, n, nc], true)
             .apply(&self.embedding);
+        // Static edge features [B, n, n − 1, ·]: a_ij, and b_ij for a molecule.
+        let fixed = match &self.atoms {
+            Some(atoms) => {
+                h = &h + atoms.types.to_kind(kind).apply(&atoms.embedding);
+                let bonded = atoms.bonded.to_kind(kind).expand([b, n, n - 1, 1], false);
+                Tensor::cat(&[&a, &bonded], -1)
+            }
+            None => a,
+        };
         let mut x = x0.shallow_clone();
         for layer in &self.layers {
             let diff = neighbours.diff(&x); // [B, n, n − 1, s]
             let radial = diff.square().sum_dim_intlist(-1, true, kind); // [B, n, n − 1, 1]
-                                                                        // First edge layer, factorised: W_s h_i + W_d h_j computed per node, then
-                                                                        // broadcast (i) / gathered (j) over the pairs.
+
+            // First edge layer, factorised: W_s h_i + W_d h_j computed per node, then
+            // broadcast (i) / gathered (j) over the pairs.
             let src = h.apply(&layer.edge_src).unsqueeze(2); // [B, n, 1, H]
             let dst = neighbours.gather(&h.apply(&layer.edge_dst)); // [B, n, n − 1, H]
-            let geom = Tensor::cat(&[&radial, &a], -1).apply(&layer.edge_geom);
+            let geom = Tensor::cat(&[&radial, &fixed], -1).apply(&layer.edge_geom);
             let m = (geom + dst + src).silu().apply(&layer.edge_out).silu();
             let m = &m * m.apply(&layer.attention).sigmoid(); // [B, n, n − 1, H]
-                                                              // Coordinates. The 1e-30 keeps √ differentiable when two particles coincide
-                                                              // (e.g. X_0 = 0); it changes no representable distance.
+
+            // Coordinates. The 1e-30 keeps √ differentiable when two particles coincide
+            // (e.g. X_0 = 0); it changes no representable distance.
             let norm = (&radial + 1e-30).sqrt() + 1.0;
             let phi = m
                 .apply(&layer.coord_hidden)
@@ -244,6 +319,46 @@ impl Egnn {
             }
         }
         remove_com(&(x - x0), self.particles).view(shape.as_slice())
+    }
+}
+
+/// The node and edge types of a molecule's atoms.
+#[derive(Debug)]
+struct AtomFeatures {
+    /// W_z: one-hot element → H, no bias (parameter `atom_embedding`).
+    embedding: Linear,
+    /// One-hot element of every atom over the molecule's distinct elements, `[n, K]`.
+    types: Tensor,
+    /// b_ij in the [`Neighbours`] pair order, `[1, n, n − 1, 1]`.
+    bonded: Tensor,
+}
+
+impl AtomFeatures {
+    fn new(path: &Path, molecule: &Molecule, h: usize) -> Self {
+        let elements = molecule.elements();
+        let k = elements.len();
+        let n = molecule.n_atoms();
+        let mut types = vec![0f32; n * k];
+        for (i, z) in molecule.atomic_numbers().iter().enumerate() {
+            let t = elements
+                .binary_search(z)
+                .expect("elements() lists every atom's element");
+            types[i * k + t] = 1.0;
+        }
+        let bonded: Vec<f32> = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| if molecule.bonded(i, j) { 1.0 } else { 0.0 })
+            .collect();
+        let device = path.device();
+        Self {
+            embedding: linear(path / "atom_embedding", k, h, k, false),
+            types: Tensor::from_slice(&types)
+                .view([n as i64, k as i64])
+                .to_device(device),
+            bonded: Tensor::from_slice(&bonded)
+                .view([1, n as i64, n as i64 - 1, 1])
+                .to_device(device),
+        }
     }
 }
 
@@ -497,6 +612,109 @@ mod tests {
         // embedding 4+4; edge/coord per layer (16+4)+16+8+(16+4)+(4+1)+(16+4)+4 = 93;
         // node (32+4)+(16+4) = 56.
         assert_eq!(total, 8 + 93 + 56 + 93);
+    }
+
+    /// Methanol: C O H H H H with the methyl hydrogens 2, 3, 4 and the hydroxyl hydrogen 5.
+    fn methanol() -> Molecule {
+        Molecule::new(
+            vec![6, 8, 1, 1, 1, 1],
+            &[[0, 1], [0, 2], [0, 3], [0, 4], [1, 5]],
+        )
+        .unwrap()
+    }
+
+    fn small_molecule_net(molecule: &Molecule, seed: i64) -> (VarStore, Egnn) {
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = EgnnConfig {
+            n_layers: 2,
+            hidden: 16,
+            ..EgnnConfig::default()
+        };
+        let net = Egnn::for_molecule(&vs.root(), molecule, cfg, 1).unwrap();
+        randomise(&vs, seed, 0.3);
+        (vs, net)
+    }
+
+    #[test]
+    fn molecule_network_is_equivariant_under_rotations_translations_and_automorphisms() {
+        let _rng = torch_rng();
+        let mol = methanol();
+        let (_vs, net) = small_molecule_net(&mol, 6);
+        tch::manual_seed(7);
+        let x = Tensor::randn([3, 6, 3], (Kind::Float, Device::Cpu));
+        let t = Tensor::from_slice(&[0.1f32, 0.5, 0.9]);
+        let v = net.forward(&t, &x);
+        assert!(max_abs(&v) > 1e-2);
+        let com = v.mean_dim(1, false, None);
+        assert!(max_abs(&com) < 1e-6);
+        let q = random_reflection(3);
+        let v_rot = net.forward(&t, &x.matmul(&q));
+        assert!(max_abs(&(v.matmul(&q) - v_rot)) < 1e-4 * max_abs(&v).max(1.0));
+        let shift = Tensor::from_slice(&[1.0f32, -2.0, 0.5]).view([1, 1, 3]);
+        assert!(max_abs(&(&v - net.forward(&t, &(&x + shift)))) < 1e-4);
+        // Swapping two methyl hydrogens maps the molecule onto itself.
+        let perm = Tensor::from_slice(&[0i64, 1, 3, 2, 4, 5]);
+        let v_perm = net.forward(&t, &x.index_select(1, &perm));
+        assert!(max_abs(&(v.index_select(1, &perm) - v_perm)) < 1e-4);
+    }
+
+    #[test]
+    fn molecule_network_sees_elements_and_bonds() {
+        let _rng = torch_rng();
+        let mol = methanol();
+        let (vs, net) = small_molecule_net(&mol, 8);
+        tch::manual_seed(9);
+        let x = Tensor::randn([2, 6, 3], (Kind::Float, Device::Cpu));
+        let t = Tensor::from_slice(&[0.3f32, 0.8]);
+        let v = net.forward(&t, &x);
+        // Swapping the carbon and the oxygen, or a methyl with the hydroxyl hydrogen, is no
+        // automorphism: the output is not the permuted one.
+        for perm in [[1i64, 0, 2, 3, 4, 5], [0, 1, 5, 3, 4, 2]] {
+            let perm = Tensor::from_slice(&perm);
+            let v_perm = net.forward(&t, &x.index_select(1, &perm));
+            let err = max_abs(&(v.index_select(1, &perm) - v_perm));
+            assert!(err > 1e-3, "{perm:?}: {err}");
+        }
+        // The same elements with other bonds (the OH hydrogen moved onto the carbon), under
+        // the same parameters, give another output.
+        let other = Molecule::new(
+            vec![6, 8, 1, 1, 1, 1],
+            &[[0, 1], [0, 2], [0, 3], [0, 4], [0, 5]],
+        )
+        .unwrap();
+        let mut vs2 = VarStore::new(Device::Cpu);
+        let net2 = Egnn::for_molecule(&vs2.root(), &other, net.config().clone(), 1).unwrap();
+        vs2.copy(&vs).unwrap();
+        assert!(max_abs(&(v - net2.forward(&t, &x))) > 1e-3);
+    }
+
+    #[test]
+    fn molecule_parameters_and_gradients() {
+        let mol = methanol();
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = EgnnConfig {
+            n_layers: 2,
+            hidden: 4,
+            ..EgnnConfig::default()
+        };
+        let net = Egnn::for_molecule(&vs.root(), &mol, cfg, 2).unwrap();
+        let vars = vs.variables();
+        assert_eq!(vars["atom_embedding.weight"].size(), [4, 3], "H, C, O");
+        assert!(!vars.contains_key("atom_embedding.bias"));
+        assert_eq!(vars["layers.0.edge_geom.weight"].size(), [4, 3]);
+        let x = Tensor::randn([3, 18], (Kind::Float, Device::Cpu));
+        let c = Tensor::randn([3, 2], (Kind::Float, Device::Cpu));
+        let v = net.forward_conditioned(&c, &x);
+        assert_eq!(v.size(), [3, 18]);
+        (v - 1.0).square().sum(Kind::Float).backward();
+        for (name, p) in vs.variables() {
+            assert!(p.grad().defined(), "{name} has no gradient");
+        }
+        // A layout that is not the molecule's is refused.
+        let vs = VarStore::new(Device::Cpu);
+        let wrong = Particles { n: 5, spatial: 3 };
+        let err = Egnn::build(&vs.root(), wrong, EgnnConfig::default(), 1, Some(&mol)).unwrap_err();
+        assert!(err.to_string().contains("6 atoms"), "{err}");
     }
 
     #[test]

@@ -157,15 +157,15 @@ impl NetworkConfig {
     /// Checks the network's own settings (errors keyed `network.egnn.*` / `network.mlp.*`) and
     /// that an EGNN is asked only of a particle system (`system` names the target in the
     /// error).
-    pub fn validate_for(&self, system: &str, particles: Option<Particles>) -> Result<()> {
+    pub fn validate_for(&self, system: &str, points: Option<Particles>) -> Result<()> {
         match self {
             NetworkConfig::Egnn(c) => {
                 in_table("network.egnn", c.validate())?;
-                if particles.is_none() {
+                if points.is_none() {
                     return bad(
                         "network",
                         format!(
-                            "an EGNN needs a particle system; '{system}' is a vector target (use [network.mlp])"
+                            "an EGNN needs a particle system or a molecule; '{system}' is a vector target (use [network.mlp])"
                         ),
                     );
                 }
@@ -213,7 +213,7 @@ impl AsConfig {
             return bad("device", why);
         }
         self.network
-            .validate_for(&self.system, system.particles())?;
+            .validate_for(&self.system, system.point_cloud())?;
         in_table("training", self.training.validate())?;
         let ev = &self.evaluation;
         if ev.n_samples == 0 {

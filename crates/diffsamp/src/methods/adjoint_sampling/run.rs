@@ -24,7 +24,7 @@ use crate::io::{load_samples, write_npy, Samples};
 use crate::methods::adjoint_sampling::config::{AsConfig, NetworkConfig, ReferenceSource};
 use crate::methods::adjoint_sampling::{EpochReport, Trainer};
 use crate::metrics::SinkhornConfig;
-use crate::nn::{checkpoint, Control, Egnn, Mlp};
+use crate::nn::{checkpoint, Control, Egnn, Mlp, StateLayout};
 use crate::sde::HostNoise;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -102,18 +102,10 @@ fn build_trainer(config: &AsConfig) -> Result<Trainer> {
     tch::manual_seed(config.training.seed as i64);
     let energy = crate::energy::by_name(&config.system)?;
     let vs = VarStore::new(device);
+    let layout = StateLayout::of(&*energy);
     let control: Box<dyn Control> = match &config.network {
-        NetworkConfig::Egnn(c) => {
-            let p = energy.particles().ok_or_else(|| Error::Config {
-                key: "network".into(),
-                why: format!(
-                    "an EGNN needs a particle system, '{}' is not",
-                    config.system
-                ),
-            })?;
-            Box::new(Egnn::new(&vs.root(), p, c.clone())?)
-        }
-        NetworkConfig::Mlp(c) => Box::new(Mlp::new(&vs.root(), energy.dim(), c.clone())?),
+        NetworkConfig::Egnn(c) => Box::new(Egnn::for_layout(&vs.root(), &layout, c.clone(), 1)?),
+        NetworkConfig::Mlp(c) => Box::new(Mlp::new(&vs.root(), layout.dim, c.clone())?),
     };
     Trainer::new(energy, vs, control, config.training.clone())
 }
@@ -220,7 +212,7 @@ impl Run {
         let pairs = self
             .system
             .energy
-            .particles()
+            .point_cloud()
             .map_or(1, |p| p.n * (p.n - 1));
         let chunk = (PAIR_ROWS_PER_CHUNK / pairs).clamp(1, 1024);
         let mut noise = HostNoise::seeded(seed);
@@ -392,7 +384,7 @@ impl Run {
         let n = self.config.evaluation.final_n_samples;
         observer(RunEvent::Status("final evaluation"));
         let (report, data, x) = self.evaluate_at(n, &reference, observer)?;
-        let shape = match self.system.energy.particles() {
+        let shape = match self.system.energy.point_cloud() {
             Some(p) => vec![n, p.n, p.spatial],
             None => vec![n, self.system.energy.dim()],
         };

@@ -104,6 +104,7 @@ pub struct EpochReport {
 /// and the run's noise stream.
 pub struct Trainer {
     energy: Box<dyn Energy>,
+    /// Points in space (particles or atoms): COM removal and per-point gradient clipping.
     particles: Option<Particles>,
     vs: VarStore,
     control: Box<dyn Control>,
@@ -126,7 +127,7 @@ impl Trainer {
     ) -> Result<Self> {
         settings.validate()?;
         let dim = energy.dim();
-        let particles = energy.particles();
+        let particles = energy.point_cloud();
         let adam = AdamConfig {
             learning_rate: settings.learning_rate,
             ..AdamConfig::default()

@@ -2,6 +2,7 @@
 //! named).
 
 use crate::error::{Error, Result};
+use crate::mcmc::md_reference::MdReferenceConfig;
 use crate::mcmc::reference::ReferenceConfig;
 use crate::methods::adjoint_sampling::config::registered_energy;
 use crate::methods::pita::edm::Edm;
@@ -18,13 +19,20 @@ fn bad<T>(key: &str, why: impl Into<String>) -> Result<T> {
     })
 }
 
-/// The initial samples: MCMC at the highest temperature of the ladder.
+/// The initial samples at the highest temperature of the ladder: MCMC, or, for a force field,
+/// Langevin dynamics (exactly one of the two).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitialConfig {
     /// The MCMC run (its `n_samples` samples start the buffer; its `pt` must be unset: the
     /// chain runs at the ladder's first temperature).
-    pub mcmc: ReferenceConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcmc: Option<ReferenceConfig>,
+    /// Molecular dynamics from the first frame of `aldp/X100.npy` (force fields only): BAOAB
+    /// Langevin at the first temperature (with replicas above it when `n_temperatures` > 1);
+    /// its `n_samples` samples start the buffer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md: Option<MdReferenceConfig>,
 }
 
 /// Network training, per stage.
@@ -168,18 +176,42 @@ impl PitaConfig {
             return bad("device", why);
         }
         self.network
-            .validate_for(&self.system, energy.particles())?;
+            .validate_for(&self.system, energy.point_cloud())?;
         self.edm.validate().map_err(|e| e.within("edm"))?;
-        let m = &self.initial.mcmc;
-        m.validate().map_err(|e| Error::Config {
-            key: "initial.mcmc".into(),
-            why: e.to_string(),
-        })?;
-        if m.pt.is_some() {
-            return bad(
-                "initial.mcmc.pt",
-                "the initial chain runs at the first temperature; remove pt",
-            );
+        match (&self.initial.mcmc, &self.initial.md) {
+            (Some(m), None) => {
+                m.validate().map_err(|e| Error::Config {
+                    key: "initial.mcmc".into(),
+                    why: e.to_string(),
+                })?;
+                if m.pt.is_some() {
+                    return bad(
+                        "initial.mcmc.pt",
+                        "the initial chain runs at the first temperature; remove pt",
+                    );
+                }
+            }
+            (None, Some(md)) => {
+                md.validate().map_err(|e| Error::Config {
+                    key: "initial.md".into(),
+                    why: e.to_string(),
+                })?;
+                if crate::energy::registry::force_field(&self.system)?.is_none() {
+                    return bad(
+                        "initial.md",
+                        format!(
+                            "molecular dynamics needs a force field; '{}' is none (use [initial.mcmc])",
+                            self.system
+                        ),
+                    );
+                }
+            }
+            _ => {
+                return bad(
+                    "initial",
+                    "set exactly one of [initial.mcmc] and [initial.md]",
+                )
+            }
         }
         let tr = &self.training;
         for (k, v) in [

@@ -165,7 +165,7 @@ mod tests {
     use super::*;
     use crate::methods::pita::model::NetworkConfig;
     use crate::nn::layers::testing::{randomise, torch_rng};
-    use crate::nn::MlpConfig;
+    use crate::nn::{MlpConfig, StateLayout};
     use tch::nn::VarStore;
     use tch::{Device, Kind};
 
@@ -178,7 +178,7 @@ mod tests {
             max_frequency: 2.0,
             length_scale: 1.0,
         });
-        let m = PitaModel::new(&vs.root(), &cfg, 2, None).unwrap();
+        let m = PitaModel::new(&vs.root(), &cfg, &StateLayout::vector(2)).unwrap();
         randomise(&vs, 7, 0.5);
         vs.double();
         tch::manual_seed(3);

@@ -2,11 +2,11 @@
 //! both conditioned on the noise level and the inverse temperature.
 
 use crate::energy::Particles;
-use crate::error::{Error, Result};
+use crate::error::Result;
 pub use crate::methods::adjoint_sampling::config::NetworkConfig;
 use crate::methods::pita::edm::Precondition;
 use crate::methods::pita::smc::Diffused;
-use crate::nn::{Egnn, Mlp};
+use crate::nn::{Egnn, Mlp, StateLayout};
 use crate::sde::remove_com;
 use tch::nn::Path;
 use tch::Tensor;
@@ -19,27 +19,16 @@ pub enum Backbone {
 }
 
 impl Backbone {
-    /// A network for `dim`-dimensional states (`particles` for the EGNN) under `path`.
-    pub fn new(
-        path: &Path,
-        config: &NetworkConfig,
-        dim: usize,
-        particles: Option<Particles>,
-    ) -> Result<Self> {
+    /// A network for states of `layout` under `path`.
+    pub fn new(path: &Path, config: &NetworkConfig, layout: &StateLayout) -> Result<Self> {
         match config {
-            NetworkConfig::Mlp(c) => Ok(Self::Mlp(Mlp::with_conditions(path, dim, c.clone(), 2)?)),
-            NetworkConfig::Egnn(c) => {
-                let particles = particles.ok_or_else(|| Error::Config {
-                    key: "network".into(),
-                    why: "an EGNN needs a particle system; use [network.mlp]".into(),
-                })?;
-                Ok(Self::Egnn(Egnn::with_conditions(
-                    path,
-                    particles,
-                    c.clone(),
-                    2,
-                )?))
-            }
+            NetworkConfig::Mlp(c) => Ok(Self::Mlp(Mlp::with_conditions(
+                path,
+                layout.dim,
+                c.clone(),
+                2,
+            )?)),
+            NetworkConfig::Egnn(c) => Ok(Self::Egnn(Egnn::for_layout(path, layout, c.clone(), 2)?)),
         }
     }
 
@@ -67,18 +56,13 @@ pub struct PitaModel {
 }
 
 impl PitaModel {
-    /// Both networks under `root` (`root/score`, `root/energy`).
-    pub fn new(
-        root: &Path,
-        config: &NetworkConfig,
-        dim: usize,
-        particles: Option<Particles>,
-    ) -> Result<Self> {
+    /// Both networks under `root` (`root/score`, `root/energy`) for states of `layout`.
+    pub fn new(root: &Path, config: &NetworkConfig, layout: &StateLayout) -> Result<Self> {
         Ok(Self {
-            score: Backbone::new(&(root / "score"), config, dim, particles)?,
-            energy: Backbone::new(&(root / "energy"), config, dim, particles)?,
-            dim,
-            particles,
+            score: Backbone::new(&(root / "score"), config, layout)?,
+            energy: Backbone::new(&(root / "energy"), config, layout)?,
+            dim: layout.dim,
+            particles: layout.points,
         })
     }
 
@@ -183,7 +167,7 @@ impl Diffused for AtBeta<'_> {
 mod tests {
     use super::*;
     use crate::nn::layers::testing::{randomise, torch_rng};
-    use crate::nn::MlpConfig;
+    use crate::nn::{MlpConfig, StateLayout};
     use tch::nn::VarStore;
     use tch::{Device, Kind};
 
@@ -196,7 +180,7 @@ mod tests {
             max_frequency: 2.0,
             length_scale: 1.0,
         });
-        let m = PitaModel::new(&vs.root(), &cfg, dim, None).unwrap();
+        let m = PitaModel::new(&vs.root(), &cfg, &StateLayout::vector(dim)).unwrap();
         randomise(&vs, 5, 0.4);
         vs.double();
         (vs, m)

@@ -19,19 +19,20 @@
 //! of its last checkpoint, bit-identically (all random streams are re-derived from the seed
 //! and the step at each checkpoint).
 
-use crate::energy::{registry::System, EnergyBatch, Particles, Tempered};
+use crate::energy::data::{read_npy, shared_data_file};
+use crate::energy::{registry::System, Energy, EnergyBatch, ForceFieldEnergy, Particles, Tempered};
 use crate::error::{Error, Result};
 use crate::evaluate::{evaluate, write_plots, EvalOptions, EvalReport};
 use crate::geometry::{random_rotation, rotate};
 use crate::io::run_files::{json_line, truncate_log, write_atomic};
 use crate::io::{load_samples, write_npy};
-use crate::mcmc::reference::ReferenceResult;
+use crate::mcmc::md_reference::run_md_reference;
 use crate::methods::pita::buffer::SampleBuffer;
 use crate::methods::pita::config::PitaConfig;
 use crate::methods::pita::loss::{losses, Batch};
 use crate::methods::pita::model::{AtBeta, PitaModel};
 use crate::methods::pita::smc::{anneal, ess_fraction, systematic_resample, Diffused, Space};
-use crate::nn::{checkpoint, Adam, AdamConfig, Ema};
+use crate::nn::{checkpoint, Adam, AdamConfig, Ema, StateLayout};
 use crate::report::{histogram_overlay, Series};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -222,13 +223,13 @@ impl PitaRun {
             write_atomic(&cfg_path, config.to_toml().as_bytes())?;
         }
         let system = crate::energy::registry::system(&config.system)?;
-        let dim = system.energy.dim();
-        let particles = system.energy.particles();
+        let layout = StateLayout::of(&*system.energy);
+        let particles = layout.points;
         tch::manual_seed(mix(config.seed, 0) as i64);
         let vs = VarStore::new(device);
-        let model = PitaModel::new(&vs.root(), &config.network, dim, particles)?;
+        let model = PitaModel::new(&vs.root(), &config.network, &layout)?;
         let shadow = VarStore::new(device);
-        let ema_model = PitaModel::new(&shadow.root(), &config.network, dim, particles)?;
+        let ema_model = PitaModel::new(&shadow.root(), &config.network, &layout)?;
         let ema = Ema::new(shadow, &vs, config.training.ema_decay)?;
         let adam = Adam::new(
             &vs,
@@ -249,7 +250,7 @@ impl PitaRun {
             ema_model,
             ema,
             adam,
-            buffer: SampleBuffer::new(dim),
+            buffer: SampleBuffer::new(layout.dim),
             state: State::default(),
             stages: Vec::new(),
         };
@@ -357,7 +358,9 @@ impl PitaRun {
         let offset = self.state.wall_seconds;
         let wall = |start: &Instant| offset + start.elapsed().as_secs_f64();
         if self.buffer.is_empty() {
-            observer(PitaEvent::Status("MCMC at the first temperature"));
+            observer(PitaEvent::Status(
+                "initial samples at the first temperature (MCMC or MD)",
+            ));
             self.initial_samples()?;
             self.state.wall_seconds = wall(&start);
             self.save_checkpoint()?;
@@ -431,32 +434,61 @@ impl PitaRun {
         }
     }
 
-    /// The `initial.mcmc` sampler on the system at relative temperature `t`, with `n_samples`
-    /// samples (the config's when `None`) and `seed`.
-    fn mcmc_at(&self, t: f64, n_samples: Option<usize>, seed: u64) -> Result<ReferenceResult> {
+    /// The initial sampler (`initial.mcmc` or `initial.md`) on the system at relative
+    /// temperature `t`, with `n_samples` samples (the config's when `None`) and `seed`:
+    /// the samples `[n, dim]` and the energy evaluations they took.
+    fn sample_at(&self, t: f64, n_samples: Option<usize>, seed: u64) -> Result<(Vec<f64>, u64)> {
+        let mut silent = crate::mcmc::progress::Silent;
+        if let Some(md) = &self.config.initial.md {
+            let ff =
+                crate::energy::registry::force_field(&self.config.system)?.ok_or_else(|| {
+                    Error::Config {
+                        key: "initial.md".into(),
+                        why: format!("'{}' is no force field", self.config.system),
+                    }
+                })?;
+            let kelvin = t * ff.kt() / crate::energy::force_field::GAS_CONSTANT_KJ;
+            let hot = ForceFieldEnergy::new(ff.name(), ff.field().clone(), kelvin)?;
+            let mut cfg = md.clone();
+            cfg.n_samples = n_samples.unwrap_or(cfg.n_samples);
+            cfg.seed = seed;
+            let frames = read_npy(&shared_data_file("aldp/X100.npy")?)?;
+            if frames.row_len() != hot.dim() {
+                return Err(Error::Shape(format!(
+                    "aldp/X100.npy holds {} coordinates per frame, '{}' needs {}",
+                    frames.row_len(),
+                    self.config.system,
+                    hot.dim()
+                )));
+            }
+            let x0 = &frames.data[..hot.dim()];
+            let res = run_md_reference(&hot, &cfg, x0, &mut silent)?;
+            return Ok((res.samples, res.energy_evals));
+        }
+        let Some(mcmc) = &self.config.initial.mcmc else {
+            return Err(Error::Config {
+                key: "initial".into(),
+                why: "set exactly one of [initial.mcmc] and [initial.md]".into(),
+            });
+        };
         let tempered = Tempered::new(crate::energy::registry::by_name(&self.config.system)?, t)?;
-        let mut cfg = self.config.initial.mcmc.clone();
+        let mut cfg = mcmc.clone();
         if let Some(n) = n_samples {
             cfg.n_samples = n;
         }
         cfg.seed = seed;
-        let mut silent = crate::mcmc::progress::Silent;
-        Ok(crate::mcmc::reference::run_reference(
-            &tempered,
-            &cfg,
-            &mut silent,
-        )?)
+        let res = crate::mcmc::reference::run_reference(&tempered, &cfg, &mut silent)?;
+        Ok((res.samples, res.energy_evals))
     }
 
     fn initial_samples(&mut self) -> Result<()> {
         let t0 = self.config.temperatures[0];
-        let res = self.mcmc_at(t0, None, mix(self.config.seed, 7))?;
-        let mut x = res.samples;
+        let (mut x, evals) = self.sample_at(t0, None, mix(self.config.seed, 7))?;
         if let Some(p) = self.particles {
             p.remove_com_batch(&mut x);
         }
         let eg = EnergyBatch::evaluate(self.system.energy.as_ref(), &x)?;
-        self.state.energy_evals += res.energy_evals + eg.energies.len() as u64;
+        self.state.energy_evals += evals + eg.energies.len() as u64;
         self.buffer.push(&x, 1.0 / t0, &eg.energies, &eg.grads)?;
         self.write_stage_samples(t0, &x)
     }
@@ -767,21 +799,17 @@ impl PitaRun {
 }
 
 impl PitaRun {
-    /// MCMC samples' energies at relative temperature `t` (the `initial.mcmc` sampler with
+    /// Reference samples' energies at relative temperature `t` (the initial sampler with
     /// `evaluation.n_samples` samples), cached as `reference_T<t>.npy`.
     fn tempered_reference(&self, t: f64) -> Result<Vec<f64>> {
         let energy = self.system.energy.as_ref();
         let path = self.dir.join(format!("reference_T{t}.npy"));
         if !path.exists() {
             let ev = &self.config.evaluation;
-            let res = self.mcmc_at(t, Some(ev.n_samples), mix(ev.seed, t.to_bits()))?;
+            let (x, _) = self.sample_at(t, Some(ev.n_samples), mix(ev.seed, t.to_bits()))?;
             let tmp = self.dir.join("reference.tmp.npy");
-            write_npy(
-                &tmp,
-                &self.sample_shape(res.n_samples()),
-                &res.samples,
-                false,
-            )?;
+            let n = x.len() / self.buffer.dim;
+            write_npy(&tmp, &self.sample_shape(n), &x, false)?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
         let s = load_samples(&path, energy)?;
