@@ -1,6 +1,6 @@
-//! Classical force fields read from a serialised OpenMM `System` (XML): the Amber energies of
-//! alanine dipeptide in vacuum or OBC implicit solvent, evaluated natively in f64 with
-//! analytic gradients.
+//! Classical force fields read from a serialised OpenMM `System` (XML) or an Amber prmtop
+//! topology: the Amber energies of alanine dipeptide in vacuum or OBC implicit solvent,
+//! evaluated natively in f64 with analytic gradients.
 //!
 //! [`ForceField`] holds the terms in OpenMM units (nm, kJ/mol); [`ForceFieldEnergy`] turns it
 //! into an [`Energy`] in kT units at a given temperature.
@@ -10,7 +10,10 @@ mod gb_expr;
 mod gb_obc;
 mod geom;
 mod nonbonded;
+mod prmtop;
 mod xml;
+
+pub use prmtop::Solvent;
 
 #[cfg(test)]
 mod tests;
@@ -75,6 +78,28 @@ impl ForceField {
             why: e.to_string(),
         })?;
         Self::from_xml_str(&text, path)
+    }
+
+    /// Parses the text of an Amber prmtop file (see the `prmtop` module for the unit and
+    /// exclusion conventions, those of OpenMM's `AmberPrmtopFile`); `origin` labels errors.
+    pub fn from_prmtop_str(
+        text: &str,
+        origin: &Path,
+        solvent: Solvent,
+    ) -> Result<Self, EnergyError> {
+        prmtop::parse_prmtop(text, solvent).map_err(|why| EnergyError::Data {
+            path: origin.to_path_buf(),
+            why,
+        })
+    }
+
+    /// Reads an Amber prmtop file with the given implicit solvent.
+    pub fn from_prmtop(path: &Path, solvent: Solvent) -> Result<Self, EnergyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| EnergyError::Data {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        Self::from_prmtop_str(&text, path, solvent)
     }
 
     /// Number of particles.

@@ -319,3 +319,147 @@ fn alanine_dipeptide_graph_matches_the_topology_file() {
         assert_eq!(e.particles(), None, "atoms are not identical particles");
     }
 }
+
+fn prmtop_text(file: &str) -> String {
+    std::fs::read_to_string(fixture(file)).unwrap()
+}
+
+fn from_prmtop(file: &str, solvent: Solvent) -> ForceField {
+    ForceField::from_prmtop(&fixture(file), solvent).unwrap()
+}
+
+/// (max |ΔE|, max |ΔF|) of `ff` against the OpenMM values of fixture `tag`.
+fn parity_of(ff: &ForceField, tag: &str) -> (f64, f64) {
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    let e_ref = read_npy(&fixture(&format!("{tag}.E.npy"))).unwrap();
+    let f_ref = read_npy(&fixture(&format!("{tag}.F.npy"))).unwrap();
+    let d = x.row_len();
+    let mut grad = vec![0.0; d];
+    let (mut de, mut df) = (0.0f64, 0.0f64);
+    for (b, xb) in x.data.chunks_exact(d).enumerate() {
+        let e = ff.energy_grad(xb, &mut grad);
+        de = de.max((e - e_ref.data[b]).abs());
+        for (g, f) in grad.iter().zip(&f_ref.data[b * d..(b + 1) * d]) {
+            df = df.max((-g - f).abs());
+        }
+    }
+    (de, df)
+}
+
+/// Amber's LEaP writes equilibrium angles and torsion phases converted from degrees with
+/// π ≈ 3.141594 (e.g. 109.5° → 1.91113635, 180° → 3.14159400); OpenMM's XML force fields carry
+/// them exact. Rescaling by π / 3.141594 undoes the rounding.
+fn with_exact_pi(mut ff: ForceField) -> ForceField {
+    let r = std::f64::consts::PI / 3.141594;
+    ff.angles.iter_mut().for_each(|a| a.a *= r);
+    ff.torsions.iter_mut().for_each(|t| t.phase *= r);
+    ff
+}
+
+#[test]
+fn prmtop_matches_openmm_in_vacuum_and_obc1() {
+    for (solvent, tag) in [
+        (Solvent::Vacuum, "amber14_vac"),
+        (Solvent::Obc1, "amber14_obc1_nocut"),
+    ] {
+        let ff = from_prmtop("aldp_ff14SB.prmtop", solvent);
+        // As read: within what the file's 8-digit, π ≈ 3.141594 angles allow.
+        let (de, df) = parity_of(&ff, tag);
+        println!("prmtop {solvent:?} vs {tag}: max |dE| = {de:.3e}, max |dF| = {df:.3e}");
+        assert!(de <= 1e-3, "{tag}: max |dE| = {de:e}");
+        assert!(df <= 2e-2, "{tag}: max |dF| = {df:e}");
+        // With the angles' π restored: the parity bounds.
+        let (de, df) = parity_of(&with_exact_pi(ff.clone()), tag);
+        println!("prmtop {solvent:?} (exact π) vs {tag}: max |dE| = {de:.3e}, max |dF| = {df:.3e}");
+        assert!(de <= 1e-4, "{tag}: max |dE| = {de:e}");
+        assert!(df <= 1e-3, "{tag}: max |dF| = {df:e}");
+        let xml = field(tag);
+        assert_eq!(ff.n_particles(), xml.n_particles());
+        assert_eq!(ff.bonds.len(), xml.bonds.len());
+        assert_eq!(ff.angles.len(), xml.angles.len());
+        assert_eq!(
+            ff.nonbonded[0].exceptions.len(),
+            xml.nonbonded[0].exceptions.len()
+        );
+        assert_eq!(ff.has_gb(), xml.has_gb());
+        for (a, b) in ff.masses().iter().zip(xml.masses()) {
+            assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        }
+        assert_eq!(ff.molecule().unwrap(), xml.molecule().unwrap());
+    }
+}
+
+#[test]
+fn tripeptide_prmtop_has_consistent_gradients() {
+    let ff = from_prmtop("ala3_ff14SB.prmtop", Solvent::Obc1);
+    let n = ff.n_particles();
+    assert_eq!(n, 32, "ACE (6) + 2 ALA (10) + NME (6)");
+    assert_eq!(ff.molecule().unwrap().bonds().len(), 31);
+    // A geometry without overlaps: atoms on a jittered cubic lattice of spacing 0.3 nm.
+    let mut r = rng(5);
+    let jitter = normal_vec(&mut r, 3 * n, 0.0, 0.01);
+    let x: Vec<f64> = (0..n)
+        .flat_map(|i| [i % 4, (i / 4) % 4, i / 16])
+        .zip(&jitter)
+        .map(|(c, j)| 0.3 * c as f64 + j)
+        .collect();
+    let e = ForceFieldEnergy::new("ala3", ff, 300.0).unwrap();
+    assert!(e.energy(&x).is_finite());
+    assert_grad_fd(&e, &x, 1e-6);
+}
+
+#[test]
+fn broken_prmtops_are_named_errors() {
+    let text = prmtop_text("aldp_ff14SB.prmtop");
+    let path = std::path::Path::new("bad.prmtop");
+    let err = |t: &str| {
+        ForceField::from_prmtop_str(t, path, Solvent::Obc1)
+            .unwrap_err()
+            .to_string()
+    };
+    // Truncated in the middle: a section loses entries or disappears.
+    let e = err(&text[..text.len() / 2]);
+    assert!(
+        e.contains("bad.prmtop") && (e.contains("entries") || e.contains("missing")),
+        "{e}"
+    );
+    // A missing section.
+    let e = err(&text.replace("%FLAG RADII", "%FLAG RADII_GONE"));
+    assert!(e.contains("missing section %FLAG RADII"), "{e}");
+    // A count mismatch: one bond force constant too few.
+    let start = text.find("%FLAG BOND_FORCE_CONSTANT").unwrap();
+    let line_start = start + text[start..].find("\n").unwrap() + 1;
+    let data_start = line_start + text[line_start..].find("\n").unwrap() + 1;
+    let mut cut = text.clone();
+    cut.replace_range(data_start..data_start + 16, "");
+    let e = err(&cut);
+    assert!(
+        e.contains("BOND_FORCE_CONSTANT") && e.contains("entries"),
+        "{e}"
+    );
+    // A non-numeric entry.
+    let mut bad = text.clone();
+    bad.replace_range(data_start..data_start + 16, "      garbage!!!");
+    let e = err(&bad);
+    assert!(
+        e.contains("BOND_FORCE_CONSTANT") && e.contains("not a number"),
+        "{e}"
+    );
+    // A periodic box.
+    let p = text.find("%FLAG POINTERS").unwrap();
+    let fmt_end = p + text[p..].find("%FORMAT(10I8)").unwrap() + "%FORMAT(10I8)".len();
+    let data = fmt_end + text[fmt_end..].find('\n').unwrap() + 1;
+    // IFBOX is entry 27: line 3 (entries 20..29), field 8.
+    let line3 = data + 2 * 81;
+    let mut boxed = text.clone();
+    boxed.replace_range(line3 + 7 * 8..line3 + 8 * 8, "       1");
+    let e = err(&boxed);
+    assert!(e.contains("IFBOX"), "{e}");
+    // Not a prmtop at all.
+    assert!(err("<System/>").contains("not an Amber prmtop"));
+    // A missing file.
+    let e = ForceField::from_prmtop(std::path::Path::new("/nonexistent.prmtop"), Solvent::Vacuum)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent.prmtop"), "{e}");
+}
