@@ -22,8 +22,8 @@ use std::time::Instant;
 const COPIES: usize = 100;
 
 fn batch(seed: u64) -> Vec<f64> {
-    let x = read_npy(&shared_data_file("aldp/X100.npy").expect("shared data"))
-        .expect("aldp/X100.npy");
+    let x =
+        read_npy(&shared_data_file("aldp/X100.npy").expect("shared data")).expect("aldp/X100.npy");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let noise = Normal::new(0.0, 0.002).expect("valid normal");
     let mut out = Vec::with_capacity(COPIES * x.data.len());
