@@ -108,32 +108,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         cfg.n_samples = a.n;
         cfg.seed = a.seed;
         cfg.validate()?;
-        let mut phase: Option<(Stage, Phase)> = None;
-        let mut observer = |p: &Progress| {
-            if phase.as_ref().map(|(s, _)| *s) != Some(p.stage) {
-                if let Some((_, old)) = phase.take() {
-                    old.finish("");
-                }
-                let name = match p.stage {
-                    Stage::Warmup => "warm-up",
-                    Stage::Sampling => "sampling",
-                };
-                phase = Some((p.stage, Phase::new(name, p.total as u64)));
-            }
-            if let Some((_, ph)) = phase.as_mut() {
-                ph.update(
-                    p.step as u64,
-                    &format!(
-                        "acc {:.2} <E> {:.3} samples {} evals {}",
-                        p.acceptance, p.mean_energy, p.samples, p.energy_evals
-                    ),
-                );
-            }
-        };
-        let res = run_reference(energy, &cfg, &mut observer)?;
-        if let Some((_, ph)) = phase.take() {
-            ph.finish("");
-        }
+        let mut bars = StageBars::new("acc");
+        let res = run_reference(energy, &cfg, &mut |p: &Progress| bars.update(p))?;
+        bars.finish();
         write_npy(&a.out, &[res.n_samples(), res.dim], &res.samples, false)?;
         let (mean, std) = res.energy_mean_std();
         eprintln!(
@@ -191,32 +168,11 @@ fn run_md(a: &Args, ff: &ForceFieldEnergy) -> anyhow::Result<serde_json::Value> 
         cfg.simulated_ps()
     );
     let start = Instant::now();
-    let mut phase: Option<(Stage, Phase)> = None;
-    let mut observer = |p: &Progress| {
-        if phase.as_ref().map(|(s, _)| *s) != Some(p.stage) {
-            if let Some((_, old)) = phase.take() {
-                old.finish("");
-            }
-            let name = match p.stage {
-                Stage::Warmup => "warm-up",
-                Stage::Sampling => "sampling",
-            };
-            phase = Some((p.stage, Phase::new(name, p.total as u64)));
-        }
-        if let Some((_, ph)) = phase.as_mut() {
-            ph.update(
-                p.step as u64,
-                &format!(
-                    "swaps {:.2} E {:.2} samples {} evals {}",
-                    p.acceptance, p.mean_energy, p.samples, p.energy_evals
-                ),
-            );
-        }
-    };
-    let res = run_md_reference(ff, &cfg, &frames.data[..ff.dim()], &mut observer)?;
-    if let Some((_, ph)) = phase.take() {
-        ph.finish("");
-    }
+    let mut bars = StageBars::new("swaps");
+    let res = run_md_reference(ff, &cfg, &frames.data[..ff.dim()], &mut |p: &Progress| {
+        bars.update(p)
+    })?;
+    bars.finish();
     let wall = start.elapsed().as_secs_f64();
     let n = res.energies.len();
     write_npy(&a.out, &[n, ff.dim() / 3, 3], &res.samples, false)?;
@@ -234,4 +190,46 @@ fn run_md(a: &Args, ff: &ForceFieldEnergy) -> anyhow::Result<serde_json::Value> 
         "swap_rates": res.swaps.rates(), "non_finite_steps": res.non_finite,
         "simulated_ps_per_replica": cfg.simulated_ps(), "config": cfg,
     }))
+}
+
+/// One progress bar per stage (warm-up, sampling) of an MCMC or MD run; `rate` names the
+/// acceptance figure (MCMC acceptance or replica-swap rate).
+struct StageBars {
+    rate: &'static str,
+    current: Option<(Stage, Phase)>,
+}
+
+impl StageBars {
+    fn new(rate: &'static str) -> Self {
+        Self {
+            rate,
+            current: None,
+        }
+    }
+
+    fn update(&mut self, p: &Progress) {
+        if self.current.as_ref().map(|(s, _)| *s) != Some(p.stage) {
+            self.finish();
+            let name = match p.stage {
+                Stage::Warmup => "warm-up",
+                Stage::Sampling => "sampling",
+            };
+            self.current = Some((p.stage, Phase::new(name, p.total as u64)));
+        }
+        if let Some((_, ph)) = self.current.as_mut() {
+            ph.update(
+                p.step as u64,
+                &format!(
+                    "{} {:.2} <E> {:.3} samples {} evals {}",
+                    self.rate, p.acceptance, p.mean_energy, p.samples, p.energy_evals
+                ),
+            );
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((_, old)) = self.current.take() {
+            old.finish("");
+        }
+    }
 }
