@@ -9,8 +9,9 @@
 #
 # Installs openmm (PyPI) and numpy into the git-ignored .deps/venv-openmm on first use. Needs the
 # shared data folder at ../shared (or SHARED=path). Logs and JSON lines: out/aldp-openmm-<N>t/.
-# Prints a table: configurations/s and the ratio to OpenMM's CPU platform at the same thread
-# count (single-threaded Rust against OpenMM CPU with 1 thread when N = 1).
+# Prints the energy of frame 0 on each side against the fixture (the same System), then a table:
+# configurations/s and the ratio to OpenMM's CPU platform at the same thread count
+# (single-threaded Rust against OpenMM CPU with 1 thread when N = 1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -20,7 +21,7 @@ while (($#)); do
     case "$1" in
         --threads) threads="$2"; shift 2 ;;
         --reps) reps="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -45,7 +46,12 @@ echo "== OpenMM $("$venv/bin/python" -c 'import openmm; print(openmm.__version__
 import json, sys
 out, threads = sys.argv[1], int(sys.argv[2])
 rows = [json.loads(l) for f in ("rust.jsonl", "openmm.jsonl") for l in open(f"{out}/{f}")]
+parity = [r for r in rows if r["bench"] == "aldp-parity"]
 rows = [r for r in rows if r["bench"] == "aldp"]
+print("\nenergy of X100[0], kJ/mol (fixture: <system>.E.npy[0], OpenMM Reference)")
+for r in parity:
+    d = r["energy_x0"] - r["fixture_energy_x0"]
+    print(f"{r['system']:<18} {r['platform']:<18} {r['energy_x0']:>14.6f}   fixture {r['fixture_energy_x0']:.6f}   diff {d:+.1e}")
 print(f"\n{'system':<18} {'implementation':<18} {'threads':>7} {'configs/s':>11} {'vs OpenMM CPU':>14}")
 for system in dict.fromkeys(r["system"] for r in rows):
     base = {r["threads"]: r["configs_per_second"] for r in rows

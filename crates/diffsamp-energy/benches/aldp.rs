@@ -7,6 +7,8 @@
 //! (default 3) after one warm-up pass; the best pass is reported as one JSON line per
 //! variant: `{"bench":"aldp","system":..,"threads":..,"configs_per_second":..}`.
 //! `DIFFSAMP_BENCH_THREADS` (default 2) sets the rayon pool size of the batched variant.
+//! A parity line per system gives the energy of the unjittered frame 0 in kJ/mol next to the
+//! fixture's `<tag>.E.npy[0]` (OpenMM Reference), so both sides are seen to evaluate one System.
 //!
 //! Run: `cargo bench -p diffsamp-energy --bench aldp`; side by side with OpenMM:
 //! `benches/openmm/compare.sh`.
@@ -21,14 +23,19 @@ use std::time::Instant;
 
 const COPIES: usize = 100;
 
+fn fixture(name: &str) -> Vec<f64> {
+    read_npy(&shared_data_file(&format!("aldp/{name}")).expect("shared data"))
+        .expect("aldp fixture")
+        .data
+}
+
 fn batch(seed: u64) -> Vec<f64> {
-    let x =
-        read_npy(&shared_data_file("aldp/X100.npy").expect("shared data")).expect("aldp/X100.npy");
+    let x = fixture("X100.npy");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let noise = Normal::new(0.0, 0.002).expect("valid normal");
-    let mut out = Vec::with_capacity(COPIES * x.data.len());
+    let mut out = Vec::with_capacity(COPIES * x.len());
     for _ in 0..COPIES {
-        out.extend(x.data.iter().map(|v| v + noise.sample(&mut rng)));
+        out.extend(x.iter().map(|v| v + noise.sample(&mut rng)));
     }
     out
 }
@@ -56,9 +63,15 @@ fn main() {
     let reps = env_usize("DIFFSAMP_BENCH_REPS", 3);
     let threads = env_usize("DIFFSAMP_BENCH_THREADS", 2);
     let xs = batch(0);
+    let x100 = fixture("X100.npy");
     for tag in ["fab_amber96_obc1", "amber14_vac"] {
         let e = ForceFieldEnergy::from_shared(tag, tag, 300.0).expect("fixture system");
         let d = e.dim();
+        let e0 = e.energy(&x100[..d]) * e.kt();
+        let e0_ref = fixture(&format!("{tag}.E.npy"))[0];
+        println!(
+            "{{\"bench\":\"aldp-parity\",\"system\":\"{tag}\",\"platform\":\"diffsamp\",\"energy_x0\":{e0},\"fixture_energy_x0\":{e0_ref}}}"
+        );
         let n = xs.len() / d;
         let mut grad = vec![0.0; d];
         let single = best_rate(n, reps, || {
