@@ -86,7 +86,7 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
         terms.total.backward();
         adam.clip_grad_norm(0.5);
         adam.step();
-        ema.update(&vs);
+        ema.update(&vs, step as u64 + 1);
         if (step + 1) % 500 == 0 {
             eprintln!(
                 "step {}: score {:.4} energy-score {:.4} energy-match {:.4}",
@@ -242,7 +242,8 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
 
 /// Anneals a run's EMA model by `--gamma` (1: no temperature change) from the highest-β
 /// samples' temperature and compares the samples' energies with the buffer's at that
-/// temperature (γ = 1 tests the model alone, without annealing).
+/// temperature (γ = 1 tests the model alone, without annealing). `--drift score|energy` samples
+/// with one network's score alone and no weights; `--live` uses the last-step weights.
 fn resample_check(args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);
     let gamma: f64 = arg(args, "--gamma").map_or(Ok(1.0), |s| s.parse())?;
@@ -254,13 +255,24 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     if let Some(k) = arg(args, "--steps") {
         smc.steps = k.parse()?;
     }
+    if let Some(d) = arg(args, "--drift") {
+        // A check of one network alone: its reverse SDE, without weights.
+        smc.drift = serde_json::from_value(serde_json::Value::String(d))?;
+        smc.resample_until = 0.0;
+    }
     let edm = cfg.edm.clone();
     let run = PitaRun::open(cfg, &dir)?;
     let buffer = run.buffer();
     let beta = buffer.beta[0];
     let d = buffer.dim;
+    // `--live`: the last-step weights instead of the EMA ones.
+    let live = args.iter().any(|a| a == "--live");
     let model = AtBeta {
-        model: run.ema_model(),
+        model: if live {
+            run.live_model()
+        } else {
+            run.ema_model()
+        },
         beta,
     };
     tch::manual_seed(5);
@@ -282,11 +294,13 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         .map(|i| buffer.energy[i])
         .collect();
     println!(
-        "run {}, β {beta:.3} → {:.3} (γ {gamma}), {} particles, {} steps",
+        "run {}, β {beta:.3} → {:.3} (γ {gamma}), {} particles, {} steps, drift {:?}, {} weights",
         dir.display(),
         beta * gamma,
         smc.population,
-        smc.steps
+        smc.steps,
+        smc.drift,
+        if live { "live" } else { "EMA" }
     );
     println!(
         "energy quantiles (10 %, 50 %, 90 %): model {:?}, buffer at β {:?}",

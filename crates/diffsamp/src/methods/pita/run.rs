@@ -263,6 +263,11 @@ impl PitaRun {
         &self.config
     }
 
+    /// The live (last-step) networks, for checks against the averaged ones.
+    pub fn live_model(&self) -> &PitaModel {
+        &self.model
+    }
+
     /// The EMA-weight model that generates (as of the last checkpoint when just opened).
     pub fn ema_model(&self) -> &PitaModel {
         &self.ema_model
@@ -549,7 +554,7 @@ impl PitaRun {
             grad_norm = self.adam.clip_grad_norm(cfg.grad_clip);
             if grad_norm.is_finite() {
                 self.adam.step();
-                self.ema.update(&self.vs);
+                self.ema.update(&self.vs, self.adam.step_count() as u64);
             }
         }
         self.state.step += 1;

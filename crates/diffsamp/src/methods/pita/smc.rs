@@ -38,6 +38,19 @@ pub enum Resampling {
     Ess,
 }
 
+/// Which learned score drives the reverse SDE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Drift {
+    /// (s − ∇E)/2: the average of the score network and the energy network's score
+    /// (REFERENCE §3.4; the Feynman–Kac weights are derived for it).
+    Mixed,
+    /// The score network alone, s (no weights: a check of the score model).
+    Score,
+    /// The energy network alone, −∇E (no weights: a check of the energy model).
+    Energy,
+}
+
 /// Settings of the annealing SMC.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +72,9 @@ pub struct SmcConfig {
     pub clamp_quantile: Option<f64>,
     /// Particles evaluated per network call (memory bound), ≥ 1.
     pub chunk: usize,
+    /// The reverse-SDE drift (default `mixed`, the published one; `score` and `energy` need
+    /// `resample_until = 0`, as the weights are derived for the mixed drift).
+    pub drift: Drift,
 }
 
 impl Default for SmcConfig {
@@ -72,6 +88,7 @@ impl Default for SmcConfig {
             resample_until: 0.9,
             clamp_quantile: Some(0.9),
             chunk: 1000,
+            drift: Drift::Mixed,
         }
     }
 }
@@ -113,6 +130,15 @@ impl SmcConfig {
         }
         if self.chunk == 0 {
             return bad("chunk", "must be at least 1".into());
+        }
+        if self.drift != Drift::Mixed && self.resample_until > 0.0 {
+            return bad(
+                "drift",
+                format!(
+                    "{:?} drift has no Feynman–Kac weights: set resample_until = 0 (got {})",
+                    self.drift, self.resample_until
+                ),
+            );
         }
         Ok(())
     }
@@ -230,7 +256,7 @@ pub fn systematic_resample(log_w: &Tensor) -> Tensor {
 /// N(0, σ_max²/γ I) (COM-free for particle systems) and follow, for t = 1 → 0 in `steps`
 /// steps of dt,
 ///
-/// x ← P[x + γ (g²/2)(s − ∇E) dt + g √dt ξ],
+/// x ← P[x + γ (g²/2)(s − ∇E) dt + g √dt ξ]   (`drift = mixed`; `score`: γ g² s, `energy`: −γ g² ∇E),
 /// log w ← log w + G dt,  G = γ² ⟨−∇E, (g²/2) s⟩ + γ (g²/2) ∇·s + γ ∂_t E,
 ///
 /// with ∂_t E = (∂E/∂σ) dσ/dt, G clamped at its `clamp_quantile` within the population, and
@@ -298,7 +324,12 @@ pub fn anneal(
         let s = Tensor::cat(&scores, 0);
         let ge = Tensor::cat(&grads, 0);
         let noise = Tensor::randn([n, dim as i64], opts);
-        x = project(&x + (s - ge) * (gamma * g2 / 2.0 * dt) + noise * (g2 * dt).sqrt());
+        let score = match config.drift {
+            Drift::Mixed => (s - ge) / 2.0,
+            Drift::Score => s,
+            Drift::Energy => -ge,
+        };
+        x = project(&x + score * (gamma * g2 * dt) + noise * (g2 * dt).sqrt());
         if weighted {
             let mut g = Tensor::cat(&incs, 0).to_kind(Kind::Double);
             if let Some(q) = config.clamp_quantile {
