@@ -50,7 +50,7 @@ pub use w2::{
 };
 pub use weights::{
     effective_sample_size, elbo, log_z_estimate, normalized_ess, summarize_log_weights,
-    WeightSummary,
+    weighted_mean, WeightSummary, WeightedMean,
 };
 
 /// Errors of every metric in this crate.

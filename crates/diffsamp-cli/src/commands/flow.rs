@@ -67,6 +67,9 @@ struct FinetuneArgs {
     /// Adjoint: lean (default) or basic.
     #[arg(long)]
     adjoint: Option<AdjointMethod>,
+    /// Seed of the fine-tuning loop (training.seed).
+    #[arg(long)]
+    seed: Option<u64>,
     /// libtorch threads.
     #[arg(long)]
     torch_threads: Option<usize>,
@@ -188,6 +191,9 @@ fn finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     if let Some(m) = a.adjoint {
         config.training.adjoint = m;
     }
+    if let Some(s) = a.seed {
+        config.training.seed = s;
+    }
     if a.torch_threads.is_some() {
         config.threads = a.torch_threads;
     }
@@ -201,9 +207,11 @@ fn finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     );
     let r = run.train(&mut reporter("fine-tuning"))?;
     println!(
-        "reward: base {:.4} ± {:.4} -> fine-tuned {:.4} ± {:.4} (ODE), {:.4} ± {:.4} (SDE)",
+        "reward: base {:.4} ± {:.4} (ODE), {:.4} ± {:.4} (SDE) -> fine-tuned {:.4} ± {:.4} (ODE), {:.4} ± {:.4} (SDE)",
         r.base.mean_reward,
         r.base.reward_se,
+        r.base_sde.mean_reward,
+        r.base_sde.reward_se,
         r.ode.mean_reward,
         r.ode.reward_se,
         r.sde.mean_reward,
@@ -213,6 +221,14 @@ fn finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         "diversity (mean pairwise distance): base {:.4}, fine-tuned {:.4}; KL estimate {:.4}",
         r.base.diversity, r.ode.diversity, r.kl_estimate
     );
+    for (what, b) in [("ODE", &r.base_tilt), ("SDE", &r.base_tilt_sde)] {
+        if let Some(b) = b {
+            println!(
+                "tilt of this base (importance-weighted base {what} samples): reward {:.4} ± {:.4}, ESS {:.0}",
+                b.mean_reward, b.reward_se, b.ess
+            );
+        }
+    }
     if let Some(t) = &r.exact_tilt {
         println!(
             "exact tilt: reward {:.4} ± {:.4}; max |mode weight error| ODE {:.4}, SDE {:.4}",

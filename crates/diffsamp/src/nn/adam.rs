@@ -96,6 +96,17 @@ impl Adam {
         })
     }
 
+    /// Sets the learning rate η of the next steps (a schedule); it must be positive and finite.
+    pub fn set_learning_rate(&mut self, learning_rate: f64) -> Result<()> {
+        let config = AdamConfig {
+            learning_rate,
+            ..self.config.clone()
+        };
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// Steps taken so far.
     pub fn step_count(&self) -> i64 {
         self.step
@@ -268,7 +279,15 @@ mod tests {
             ours.backward_step(&loss(&lin_a, &x, &y));
             theirs.backward_step(&loss(&lin_b, &x, &y));
         }
-        assert_eq!(ours.step_count(), 20);
+        // A learning-rate change mid-run, as a schedule makes it.
+        ours.set_learning_rate(3e-3).unwrap();
+        theirs.set_lr(3e-3);
+        assert!(ours.set_learning_rate(0.0).is_err());
+        for _ in 0..5 {
+            ours.backward_step(&loss(&lin_a, &x, &y));
+            theirs.backward_step(&loss(&lin_b, &x, &y));
+        }
+        assert_eq!(ours.step_count(), 25);
         let (a, b) = (vs_a.variables(), vs_b.variables());
         for (name, t) in &a {
             let d = (t - &b[name]).abs().max().double_value(&[]);

@@ -2,10 +2,11 @@
 //! (REFERENCE §2.2).
 //!
 //! Lean adjoint (one vector–Jacobian product of the frozen base drift per step):
-//!   ã_K = −λ ∇r(X_K),   ã_k = ã_{k+1} + h (ã_{k+1})ᵀ ∇_x b_k(X_k).
+//!   ã_K = −λ ∇r(X_K),   ã_k = ã_{k+1} + Δ_k (ã_{k+1})ᵀ ∇_x b_k(X_k)   (Δ_k = h on the
+//!   uniform grid).
 //! Basic adjoint (the full adjoint of the control problem, with the current control u_θ held
 //! fixed):
-//!   a_k = a_{k+1} + h [ (a_{k+1})ᵀ ∇_x (b_k + σ_k u_k)(X_k) + ∇_x ½‖u_k(X_k)‖² ].
+//!   a_k = a_{k+1} + Δ_k [ (a_{k+1})ᵀ ∇_x (b_k + σ_k u_k)(X_k) + ∇_x ½‖u_k(X_k)‖² ].
 //! Both have the same fixed point; the lean one drops terms whose expectation vanishes at the
 //! optimum and is cheaper (no network of the fine-tuned model in the backward pass).
 
@@ -54,7 +55,6 @@ pub fn adjoints(
     terminal: Tensor,
 ) -> Vec<Tensor> {
     let k_max = schedule.steps;
-    let h = schedule.h();
     let mut out: Vec<Tensor> = (0..=k_max).map(|_| Tensor::new()).collect();
     let mut a = terminal.detach();
     for k in (0..k_max).rev() {
@@ -72,7 +72,7 @@ pub fn adjoints(
             }),
         };
         out[k + 1] = a.shallow_clone();
-        a = (&a + g * h).detach();
+        a = (&a + g * schedule.dt(k)).detach();
     }
     out[0] = a;
     out
@@ -85,10 +85,10 @@ mod tests {
     use tch::{Device, Kind};
 
     /// For a linear base velocity v = c(t) x the lean adjoint is a product of scalars:
-    /// ã_k = ã_{k+1} (1 + h (2 c(t_k) − 1/(t_k + h))).
+    /// ã_k = ã_{k+1} (1 + Δ_k (2 c(t_k) − 1/(t_k + δ))), here on the quadratic grid.
     #[test]
     fn lean_adjoint_of_a_linear_drift_is_the_product_of_step_factors() {
-        let m = Memoryless::new(10).unwrap();
+        let m = Memoryless::with_grid(10, 2.0).unwrap();
         let c = |t: f64| (2.0 * t - 1.0) / ((1.0 - t).powi(2) + t * t);
         let base = move |t: &Tensor, x: &Tensor| {
             let tt = t.to_kind(Kind::Double);
@@ -105,7 +105,7 @@ mod tests {
         let a = adjoints(AdjointMethod::Lean, &m, &base, &zero, &traj, terminal);
         let mut factor = 1.0;
         for k in (0..10).rev() {
-            factor *= 1.0 + m.h() * (2.0 * c(m.time(k)) - 1.0 / (m.time(k) + m.h()));
+            factor *= 1.0 + m.dt(k) * (2.0 * c(m.time(k)) - 1.0 / (m.time(k) + m.offset()));
             let expect = factor * -2.0;
             let got = a[k].double_value(&[2, 1]);
             assert!(
@@ -131,7 +131,7 @@ mod tests {
     /// step against finite differences of the scalar it differentiates.
     #[test]
     fn basic_adjoint_step_matches_finite_differences() {
-        let m = Memoryless::new(5).unwrap();
+        let m = Memoryless::with_grid(5, 1.5).unwrap();
         let base = |_: &Tensor, x: &Tensor| x.sin();
         let residual = |t: &Tensor, x: &Tensor| x.square() * t.unsqueeze(1).to_kind(x.kind()) * 0.3;
         let mut noise = HostNoise::seeded(2);
@@ -157,7 +157,7 @@ mod tests {
             p[i] += eps;
             q[i] -= eps;
             let fd = (f(&p) - f(&q)) / (2.0 * eps);
-            let expect = a[k + 1].double_value(&[0, i as i64]) + m.h() * fd;
+            let expect = a[k + 1].double_value(&[0, i as i64]) + m.dt(k) * fd;
             let got = a[k].double_value(&[0, i as i64]);
             assert!((got - expect).abs() < 1e-7, "{i}: {got} vs {expect}");
         }

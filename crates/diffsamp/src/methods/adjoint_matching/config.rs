@@ -215,6 +215,14 @@ impl PretrainConfig {
     }
 }
 
+fn finetune_network() -> MlpConfig {
+    MlpConfig {
+        n_frequencies: 8,
+        max_frequency: 4.0,
+        ..MlpConfig::default()
+    }
+}
+
 /// An Adjoint Matching fine-tuning run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,8 +240,8 @@ pub struct FinetuneConfig {
     pub threads: Option<usize>,
     #[serde(default = "default_device")]
     pub device: String,
-    /// The residual network δ_θ.
-    #[serde(default)]
+    /// The residual network δ_θ (default: 3 × 128 with 8 Fourier frequencies up to 4).
+    #[serde(default = "finetune_network")]
     pub network: MlpConfig,
     #[serde(default)]
     pub training: FinetuneSettings,
@@ -251,16 +259,8 @@ impl FinetuneConfig {
             checkpoint_every: default_checkpoint_every(),
             threads: None,
             device: default_device(),
-            network: MlpConfig {
-                n_frequencies: 8,
-                max_frequency: 4.0,
-                ..MlpConfig::default()
-            },
-            training: FinetuneSettings {
-                learning_rate: 1e-3,
-                clip_quantile: None,
-                ..FinetuneSettings::default()
-            },
+            network: finetune_network(),
+            training: FinetuneSettings::default(),
             evaluation: FlowEvaluation::default(),
         }
     }
@@ -289,5 +289,36 @@ impl FinetuneConfig {
             ..c.clone()
         };
         norm(self) == norm(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A config file that names only a few keys gets the same defaults as the CLI flags.
+    #[test]
+    fn partial_finetune_config_takes_the_cli_defaults() {
+        let text = "base = \"gaussian:2\"\nreward = \"linear:1,0\"\niterations = 7\n\
+                    [training]\nsteps = 200\nseed = 3\n";
+        let c: FinetuneConfig = from_toml(text, Path::new("c.toml")).unwrap();
+        let mut expect = FinetuneConfig::new("gaussian:2", "linear:1,0");
+        expect.iterations = 7;
+        expect.training.steps = 200;
+        expect.training.seed = 3;
+        assert_eq!(c, expect);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_and_invalid_keys_are_named() {
+        let bad = "base = \"gaussian:2\"\nreward = \"linear:1,0\"\niterations = 7\n\
+                   [training]\nstep = 200\n";
+        let e = from_toml::<FinetuneConfig>(bad, Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("step"), "{e}");
+        let mut c = FinetuneConfig::new("gaussian:2", "linear:1,0");
+        c.training.steps = 1;
+        assert!(c.validate().unwrap_err().to_string().contains("steps"));
     }
 }

@@ -45,23 +45,48 @@ impl Base {
     }
 }
 
-/// Settings of the fine-tuning loop.
+/// The adjoint in the loss term of step k: ‖u_θ(t_k, X_k) + σ_k a‖².
+///
+/// In discrete time the control of step k moves X_{k+1}, so its optimum is
+/// u_k = −σ_k E[∇V_{k+1}(X_{k+1}) | X_k], the adjoint *after* the step. The paper regresses
+/// onto ã_k, the adjoint before it, which differs by the step's Jacobian
+/// I + Δ_k ∇b_k: an O(Δ_k) difference in general, but an O(1) one in the first steps, where
+/// ∇b ≈ −I/(t + δ) and Δ_k/(t_k + δ) is not small (ã_0 ≈ 0: X_1 forgets X_0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetAdjoint {
+    /// ã_k (REFERENCE §2.3).
+    Current,
+    /// ã_{k+1}, the discrete-time optimum.
+    Next,
+}
+
+/// Settings of the fine-tuning loop; keys missing from a config take their default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FinetuneSettings {
     /// Euler–Maruyama steps K of the memoryless rollout (paper: 40).
     pub steps: usize,
+    /// Exponent p of the time grid t_k = (k/K)^p (default 1, the paper's uniform grid; 2 puts
+    /// finer steps near t = 0, where the discretisation error of the memoryless SDE arises).
+    pub grid_power: f64,
     /// Trajectories per iteration (≥ 1).
     pub batch_size: usize,
-    /// Adam learning rate (> 0).
+    /// Adam learning rate (> 0; default 10⁻³) at the first iteration.
     pub learning_rate: f64,
+    /// Half-life in iterations of an exponential learning-rate decay,
+    /// η_k = η · 2^(−k / half-life) (None, the default: constant). It depends on the iteration
+    /// only, so a resumed or extended run continues the same schedule.
+    pub lr_half_life: Option<f64>,
     /// Reward multiplier λ (inverse temperature): the target is p_base exp(λ r).
     pub lambda: f64,
     /// Lean (default) or basic adjoint.
     pub adjoint: AdjointMethod,
+    /// Which adjoint the loss at step k regresses onto (default `current`, the paper's).
+    pub target_adjoint: TargetAdjoint,
     /// Steps entering the loss.
     pub loss_steps: LossSteps,
-    /// Per-sample loss clipping at a running quantile (None: no clipping).
+    /// Per-sample loss clipping at a running quantile (None, the default: no clipping).
     pub clip_quantile: Option<f64>,
     /// Per-sample bound on ‖∇r‖ in the terminal adjoint (None: no bound).
     pub reward_grad_clip: Option<f64>,
@@ -73,12 +98,15 @@ impl Default for FinetuneSettings {
     fn default() -> Self {
         Self {
             steps: 40,
+            grid_power: 1.0,
             batch_size: 512,
-            learning_rate: 1e-4,
+            learning_rate: 1e-3,
+            lr_half_life: None,
             lambda: 1.0,
             adjoint: AdjointMethod::Lean,
+            target_adjoint: TargetAdjoint::Current,
             loss_steps: LossSteps::default(),
-            clip_quantile: Some(0.99),
+            clip_quantile: None,
             reward_grad_clip: None,
             seed: 0,
         }
@@ -86,9 +114,17 @@ impl Default for FinetuneSettings {
 }
 
 impl FinetuneSettings {
+    /// Learning rate of iteration k (0-based): η · 2^(−k / half-life), or η.
+    pub fn learning_rate_at(&self, k: usize) -> f64 {
+        match self.lr_half_life {
+            Some(h) => self.learning_rate * (-(k as f64) / h).exp2(),
+            None => self.learning_rate,
+        }
+    }
+
     /// The memoryless schedule of the rollout.
     pub fn schedule(&self) -> Result<Memoryless> {
-        Memoryless::new(self.steps)
+        Memoryless::with_grid(self.steps, self.grid_power)
     }
 
     /// Checks ranges; errors name the key.
@@ -105,6 +141,11 @@ impl FinetuneSettings {
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad("learning_rate", "must be positive and finite");
+        }
+        if let Some(h) = self.lr_half_life {
+            if !(h.is_finite() && h > 0.0) {
+                return bad("lr_half_life", "must be positive and finite");
+            }
         }
         if !self.lambda.is_finite() {
             return bad("lambda", "must be finite");
@@ -330,6 +371,10 @@ impl FineTuner {
             terminal,
         );
         let steps = s.loss_steps.select(&self.schedule, self.noise.rng());
+        let adj = match s.target_adjoint {
+            TargetAdjoint::Current => adj,
+            TargetAdjoint::Next => adj.into_iter().skip(1).collect(),
+        };
         let per_sample = per_sample_loss(&self.residual, &self.schedule, &traj, &adj, &steps);
         let (loss, clipped) = match &mut self.clip {
             Some(clip) => {
@@ -348,6 +393,8 @@ impl FineTuner {
                 self.iteration + 1
             )));
         }
+        self.optimizer
+            .set_learning_rate(s.learning_rate_at(self.iteration))?;
         self.optimizer.backward_step(&loss);
         self.iteration += 1;
         let kept_r: Vec<f64> = keep.iter().map(|&i| r[i as usize]).collect();
@@ -533,7 +580,7 @@ mod tests {
             ..FinetuneSettings::default()
         };
         assert!(
-            matches!(s.validate(), Err(Error::Config { key, .. }) if key == "loss_steps.early_steps")
+            matches!(s.validate(), Err(Error::Config { key, .. }) if key == "loss_steps.early")
         );
         let s = FinetuneSettings {
             lambda: f64::NAN,
@@ -554,5 +601,27 @@ mod tests {
         let e = bad.iteration().unwrap_err().to_string();
         assert!(e.contains("non-finite"), "{e}");
         assert_eq!(bad.iterations_done(), 0);
+    }
+
+    #[test]
+    fn learning_rate_halves_every_half_life() {
+        let s = FinetuneSettings {
+            learning_rate: 1e-3,
+            lr_half_life: Some(100.0),
+            ..FinetuneSettings::default()
+        };
+        assert_eq!(s.learning_rate_at(0), 1e-3);
+        assert!((s.learning_rate_at(100) - 5e-4).abs() < 1e-15);
+        assert!((s.learning_rate_at(300) - 1.25e-4).abs() < 1e-15);
+        assert_eq!(FinetuneSettings::default().learning_rate_at(300), 1e-3);
+        let bad = FinetuneSettings {
+            lr_half_life: Some(0.0),
+            ..FinetuneSettings::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("lr_half_life"));
     }
 }

@@ -13,16 +13,23 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-/// Which steps of a trajectory enter the loss.
+/// Which steps of a trajectory enter the loss: random steps from the early part t ≤ t_e and
+/// from the late part t > t_e of the grid.
+///
+/// The paper's recipe at K = 40 (10 random steps with t ≤ 0.725 plus the last 10) is the case
+/// where the late part has exactly 10 steps. On a finer grid "the last 10" would leave
+/// t ∈ (0.725, 1 − 10/K) out of every loss (at K = 200: t up to 0.95, where δ_θ is then never
+/// fitted), so the late steps are drawn from the whole late part instead.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LossSteps {
     /// Distinct random steps drawn per iteration among those with t_k ≤ `early_t_max`
     /// (paper: 10).
     pub early: usize,
-    /// Upper time of the early pool (paper: 0.725).
+    /// Upper time t_e of the early part (paper: 0.725).
     pub early_t_max: f64,
-    /// The last `late` control steps k = K − late … K − 1 (paper: 10).
+    /// Distinct random steps drawn per iteration among those with t_k > `early_t_max`, all of
+    /// them when there are no more (paper: 10, the last 10 of K = 40).
     pub late: usize,
 }
 
@@ -54,40 +61,42 @@ impl LossSteps {
         let pool = self.early_pool(schedule);
         if self.early > pool {
             return bad(
-                "early_steps",
+                "early",
                 format!(
-                    "{} early steps asked, but only {pool} of the K = {} steps have \
-                     t ≤ {} and lie before the last {}",
-                    self.early, schedule.steps, self.early_t_max, self.late
+                    "{} early steps asked, but only {pool} of the K = {} steps have t ≤ {}",
+                    self.early, schedule.steps, self.early_t_max
                 ),
             );
         }
-        if self.late > schedule.steps {
-            return bad(
-                "late_steps",
-                format!("{} > K = {} steps", self.late, schedule.steps),
-            );
-        }
-        if self.early + self.late == 0 {
-            return bad("late_steps", "the loss needs at least one step".into());
+        if self.early.min(pool) + self.late.min(schedule.steps - pool) == 0 {
+            return bad("late", "the loss needs at least one step".into());
         }
         Ok(())
     }
 
-    /// Number of steps k < K − late with t_k ≤ early_t_max.
+    /// Number of steps with t_k ≤ early_t_max (they come first on the increasing grid).
     fn early_pool(&self, schedule: &Memoryless) -> usize {
-        let first_late = schedule.steps.saturating_sub(self.late);
-        (0..first_late)
+        (0..schedule.steps)
             .filter(|&k| schedule.time(k) <= self.early_t_max + 1e-12)
             .count()
     }
 
-    /// The steps of one iteration, sorted: `early` distinct draws from the early pool plus the
-    /// last `late` control steps.
+    /// The steps of one iteration, sorted: `early` distinct draws from the early part plus
+    /// `late` distinct draws from the late part (the whole late part, without drawing, when
+    /// it has at most `late` steps).
     pub fn select(&self, schedule: &Memoryless, rng: &mut impl Rng) -> Vec<usize> {
         let pool = self.early_pool(schedule);
         let mut steps: Vec<usize> = sample_indices(rng, pool, self.early.min(pool)).into_vec();
-        steps.extend(schedule.steps - self.late..schedule.steps);
+        let late_pool = schedule.steps - pool;
+        if self.late >= late_pool {
+            steps.extend(pool..schedule.steps);
+        } else {
+            steps.extend(
+                sample_indices(rng, late_pool, self.late)
+                    .into_iter()
+                    .map(|i| pool + i),
+            );
+        }
         steps.sort_unstable();
         steps
     }
@@ -186,12 +195,37 @@ mod tests {
             ..LossSteps::default()
         };
         let e = too_many.validate(&m).unwrap_err();
-        assert!(matches!(e, Error::Config { key, .. } if key == "early_steps"));
+        assert!(matches!(e, Error::Config { key, .. } if key == "early"));
+    }
+
+    /// On a finer grid the late draws cover the whole late part t > 0.725, not only the last
+    /// 10 steps.
+    #[test]
+    fn late_steps_cover_the_late_part_of_a_fine_grid() {
+        for m in [
+            Memoryless::new(200).unwrap(),
+            Memoryless::with_grid(100, 2.0).unwrap(),
+        ] {
+            let ls = LossSteps::default();
+            ls.validate(&m).unwrap();
+            let first_late = (0..m.steps).find(|&k| m.time(k) > 0.725 + 1e-12).unwrap();
+            let mut seen = vec![false; m.steps];
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+            for _ in 0..200 {
+                let s = ls.select(&m, &mut rng);
+                assert_eq!(s.len(), 20);
+                assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+                assert!(s[..10].iter().all(|&k| k < first_late));
+                assert!(s[10..].iter().all(|&k| k >= first_late));
+                s.iter().for_each(|&k| seen[k] = true);
+            }
+            assert!(seen[first_late..].iter().all(|&v| v), "K = {}", m.steps);
+        }
     }
 
     #[test]
     fn loss_is_zero_at_the_optimal_control_and_matches_the_formula() {
-        let m = Memoryless::new(8).unwrap();
+        let m = Memoryless::with_grid(8, 2.0).unwrap();
         let base = |_: &Tensor, x: &Tensor| -x;
         let mut noise = HostNoise::seeded(3);
         let x0 = noise.standard_normal(&[5, 2], Kind::Float, Device::Cpu);
@@ -200,7 +234,7 @@ mod tests {
             .map(|k| traj.states[k].shallow_clone() * 0.5)
             .collect();
         // δ* = −σ² ã / 2 makes every term vanish (u = −σ ã).
-        let h = m.h();
+        let h = m.offset();
         let optimal = move |t: &Tensor, x: &Tensor| {
             let t = t.unsqueeze(1);
             let num: Tensor = 2.0 * (1.0 + h - &t);

@@ -13,7 +13,7 @@ pub mod run;
 
 pub use adjoint::{adjoints, AdjointMethod};
 pub use config::{FinetuneConfig, FlowEvaluation, PretrainConfig};
-pub use finetune::{Base, FineTuner, FinetuneSettings, IterationReport};
+pub use finetune::{Base, FineTuner, FinetuneSettings, IterationReport, TargetAdjoint};
 pub use flow::{flow_matching_loss, integrate, OdeSolver};
 pub use loss::{per_sample_loss, LossSteps, RunningClip};
 pub use memoryless::{Memoryless, Trajectory};

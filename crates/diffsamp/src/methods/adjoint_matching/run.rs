@@ -20,7 +20,7 @@ use crate::methods::adjoint_matching::{
     flow, load_frozen, Base, DataSource, FineTuner, IsotropicMixture, IterationReport, Pretrainer,
     Reward,
 };
-use crate::metrics::{sinkhorn_divergence, SinkhornConfig};
+use crate::metrics::{sinkhorn_divergence, weighted_mean, SinkhornConfig};
 use crate::nn::checkpoint;
 use crate::report::{histogram_overlay, scatter_2d, Series};
 use crate::sde::HostNoise;
@@ -475,6 +475,17 @@ pub struct TiltReport {
     pub sinkhorn_floor: Option<f64>,
 }
 
+/// What the fine-tuned model should reach on *this* base: the mean reward of
+/// p_base exp(λ r) / Z estimated from base samples x_i by self-normalised importance weights
+/// w_i = exp(λ r(x_i)). Separates the fine-tuning error from the base's own error when the
+/// base only approximates a known mixture; reliable while the ESS is a sizeable part of n.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BaseTiltEstimate {
+    pub mean_reward: f64,
+    pub reward_se: f64,
+    pub ess: f64,
+}
+
 /// `metrics.jsonl` / `final.json` of a fine-tuning run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FinetuneReport {
@@ -488,6 +499,14 @@ pub struct FinetuneReport {
     /// KL estimate E[½ Σ_k h ‖u_k‖²] of the fine-tuned SDE from the base SDE (path space;
     /// bounds KL(p_θ ‖ p_base)).
     pub kl_estimate: f64,
+    /// The base's memoryless SDE samples (the process fine-tuning tilts). For a learned
+    /// base velocity they need not match its ODE samples: b = 2v − x/t has the flow's
+    /// marginals only for the exact velocity.
+    pub base_sde: SampleStats,
+    /// The tilt of the base itself, by importance weights on the base ODE samples (None when
+    /// no base sample has a finite reward), and the same on its SDE samples.
+    pub base_tilt: Option<BaseTiltEstimate>,
+    pub base_tilt_sde: Option<BaseTiltEstimate>,
     pub exact_tilt: Option<TiltReport>,
     /// For `boltzmann:SYSTEM` rewards: the fine-tuned ODE samples evaluated against exact
     /// samples of the system (Sinkhorn, modes, energy W2).
@@ -620,7 +639,33 @@ impl FinetuneRun {
                 &mut HostNoise::seeded(seed ^ 2),
             ))
         };
+        let base_sde = {
+            let t = self
+                .tuner
+                .rollout(n, false, &mut HostNoise::seeded(seed ^ 3));
+            to_host(t.states.last().expect("states"))
+        };
         let lambda = self.config.training.lambda;
+        let tilt_of = |x: &[f64]| -> Result<Option<BaseTiltEstimate>> {
+            let (r, _) = self.tuner.reward().batch(x)?;
+            let log_w: Vec<f64> = r
+                .iter()
+                .map(|&v| {
+                    if v.is_finite() {
+                        lambda * v
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
+            Ok(weighted_mean(&log_w, &r).ok().map(|e| BaseTiltEstimate {
+                mean_reward: e.mean,
+                reward_se: e.se,
+                ess: e.ess,
+            }))
+        };
+        let base_tilt = tilt_of(&base)?;
+        let base_tilt_sde = tilt_of(&base_sde)?;
         let tilt = match &self.mixture {
             Some(m) => m.tilt(self.tuner.reward(), lambda)?,
             None => None,
@@ -692,9 +737,12 @@ impl FinetuneRun {
             lambda,
             reward_evals: self.tuner.reward_evals(),
             base: self.stats(&base)?,
+            base_sde: self.stats(&base_sde)?,
             ode: self.stats(&ode)?,
             sde: self.stats(&sde)?,
             kl_estimate,
+            base_tilt,
+            base_tilt_sde,
             exact_tilt,
             boltzmann,
             loss,
