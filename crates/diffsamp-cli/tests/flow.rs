@@ -229,21 +229,14 @@ fn bad_flow_input_is_named() {
 
 #[test]
 fn every_shipped_finetune_config_parses_and_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.file_name()
-            .is_some_and(|f| f.to_string_lossy().starts_with("am_"))
-        {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let c: diffsamp::methods::adjoint_matching::FinetuneConfig =
-                diffsamp::methods::adjoint_matching::config::from_toml(&text, &p)
-                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            c.validate()
+    let configs = common::shipped_configs(|n| n.starts_with("am_"));
+    assert!(!configs.is_empty(), "no Adjoint Matching config shipped");
+    for p in configs {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let c: diffsamp::methods::adjoint_matching::FinetuneConfig =
+            diffsamp::methods::adjoint_matching::config::from_toml(&text, &p)
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            n += 1;
-        }
+        c.validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
-    assert!(n >= 1, "no Adjoint Matching config in {}", dir.display());
 }

@@ -318,17 +318,10 @@ fn alanine_dipeptide_ladder_starts_from_molecular_dynamics_and_reports_torsions(
 
 #[test]
 fn every_shipped_pita_config_parses_and_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.file_name()
-            .is_some_and(|f| f.to_string_lossy().contains("_pita"))
-        {
-            diffsamp::methods::pita::PitaConfig::load(&p)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            n += 1;
-        }
+    let configs = common::shipped_configs(|n| n.contains("_pita"));
+    assert!(!configs.is_empty(), "no PITA config shipped");
+    for p in configs {
+        diffsamp::methods::pita::PitaConfig::load(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
-    assert!(n >= 1, "no PITA config in {}", dir.display());
 }

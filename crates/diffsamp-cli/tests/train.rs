@@ -289,19 +289,14 @@ fn bad_configs_fail_before_training_and_name_the_key() {
 
 #[test]
 fn every_shipped_config_parses_and_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let p = entry.unwrap().path();
-        let adjoint_sampling = p.file_stem().is_some_and(|n| {
-            let n = n.to_string_lossy();
-            n.ends_with("_as") || n.ends_with("_as_quick")
-        });
-        if p.extension().is_some_and(|e| e == "toml") && adjoint_sampling {
-            diffsamp::methods::adjoint_sampling::AsConfig::load(&p)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            n += 1;
-        }
+    let configs = common::shipped_configs(|n| n.ends_with("_as") || n.ends_with("_as_quick"));
+    assert!(
+        configs.len() >= 12,
+        "found only {} AS configs",
+        configs.len()
+    );
+    for p in configs {
+        diffsamp::methods::adjoint_sampling::AsConfig::load(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
-    assert!(n >= 12, "found only {n} configs in {}", dir.display());
 }

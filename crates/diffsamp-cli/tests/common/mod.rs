@@ -29,3 +29,18 @@ pub fn stderr(o: &Output) -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// The shipped `configs/*.toml` whose file stem satisfies `keep`, sorted.
+pub fn shipped_configs(keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "toml")
+                && p.file_stem().is_some_and(|n| keep(&n.to_string_lossy()))
+        })
+        .collect();
+    out.sort();
+    out
+}
