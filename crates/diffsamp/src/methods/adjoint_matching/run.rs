@@ -496,7 +496,7 @@ pub struct FinetuneReport {
     pub base: SampleStats,
     pub ode: SampleStats,
     pub sde: SampleStats,
-    /// KL estimate E[½ Σ_k h ‖u_k‖²] of the fine-tuned SDE from the base SDE (path space;
+    /// KL estimate E[½ Σ_k Δ_k ‖u_k‖²] of the fine-tuned SDE from the base SDE (path space;
     /// bounds KL(p_θ ‖ p_base)).
     pub kl_estimate: f64,
     /// The base's memoryless SDE samples (the process fine-tuning tilts). For a learned
@@ -605,16 +605,22 @@ impl FinetuneRun {
     }
 
     fn stats(&self, x: &[f64]) -> Result<SampleStats> {
+        Ok(self.stats_and_rewards(x)?.0)
+    }
+
+    /// The figures of a sample set and its per-sample rewards r(x_i).
+    fn stats_and_rewards(&self, x: &[f64]) -> Result<(SampleStats, Vec<f64>)> {
         let dim = self.tuner.base().dim();
         let (r, _) = self.tuner.reward().batch(x)?;
-        let finite: Vec<f64> = r.into_iter().filter(|v| v.is_finite()).collect();
+        let finite: Vec<f64> = r.iter().copied().filter(|v| v.is_finite()).collect();
         let (mean_reward, reward_se) = mean_se(&finite);
-        Ok(SampleStats {
+        let stats = SampleStats {
             n: x.len() / dim,
             mean_reward,
             reward_se,
             diversity: mean_pairwise_distance(x, dim),
-        })
+        };
+        Ok((stats, r))
     }
 
     fn evaluate(&self, n: usize, loss: f64, wall: f64) -> Result<(FinetuneReport, EvalSets)> {
@@ -646,8 +652,7 @@ impl FinetuneRun {
             to_host(t.states.last().expect("states"))
         };
         let lambda = self.config.training.lambda;
-        let tilt_of = |x: &[f64]| -> Result<Option<BaseTiltEstimate>> {
-            let (r, _) = self.tuner.reward().batch(x)?;
+        let tilt_of = |r: &[f64]| {
             let log_w: Vec<f64> = r
                 .iter()
                 .map(|&v| {
@@ -658,14 +663,16 @@ impl FinetuneRun {
                     }
                 })
                 .collect();
-            Ok(weighted_mean(&log_w, &r).ok().map(|e| BaseTiltEstimate {
+            weighted_mean(&log_w, r).ok().map(|e| BaseTiltEstimate {
                 mean_reward: e.mean,
                 reward_se: e.se,
                 ess: e.ess,
-            }))
+            })
         };
-        let base_tilt = tilt_of(&base)?;
-        let base_tilt_sde = tilt_of(&base_sde)?;
+        let (base_stats, base_r) = self.stats_and_rewards(&base)?;
+        let (base_sde_stats, base_sde_r) = self.stats_and_rewards(&base_sde)?;
+        let base_tilt = tilt_of(&base_r);
+        let base_tilt_sde = tilt_of(&base_sde_r);
         let tilt = match &self.mixture {
             Some(m) => m.tilt(self.tuner.reward(), lambda)?,
             None => None,
@@ -736,8 +743,8 @@ impl FinetuneRun {
             reward: self.tuner.reward().spec(),
             lambda,
             reward_evals: self.tuner.reward_evals(),
-            base: self.stats(&base)?,
-            base_sde: self.stats(&base_sde)?,
+            base: base_stats,
+            base_sde: base_sde_stats,
             ode: self.stats(&ode)?,
             sde: self.stats(&sde)?,
             kl_estimate,
