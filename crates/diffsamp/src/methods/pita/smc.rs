@@ -175,28 +175,63 @@ pub struct SmcOutput {
     pub resamples: usize,
 }
 
-/// Quantities of one reverse step at noise level σ for a chunk of particles.
+/// Quantities of one reverse step at noise level σ for a chunk of particles; each is computed
+/// only when the step needs it (the drift's networks; the weight increment's terms).
+#[derive(Default)]
 struct StepTerms {
-    score: Tensor,
-    grad_e: Tensor,
-    de_dsigma: Tensor,
-    divergence: Tensor,
+    score: Option<Tensor>,
+    grad_e: Option<Tensor>,
+    /// The log-weight rate G `[B]` of a weighted step.
+    increment: Option<Tensor>,
 }
 
-fn step_terms(model: &dyn Diffused, x: &Tensor, sigma: f64, div: Divergence) -> StepTerms {
+/// A weighted step's G = c_s ⟨−∇E, s⟩ + c_div ∇·s + c_t ∂E/∂σ and how ∇·s is computed.
+#[derive(Clone, Copy)]
+struct WeightTerms {
+    divergence: Divergence,
+    /// γ² g²/2.
+    c_inner: f64,
+    /// γ g²/2.
+    c_div: f64,
+    /// γ dσ/dt.
+    c_sigma: f64,
+}
+
+/// What one step needs: the drift's networks, and for a weighted step the terms of G.
+#[derive(Clone, Copy)]
+struct Needs {
+    score: bool,
+    energy: bool,
+    weights: Option<WeightTerms>,
+}
+
+fn step_terms(model: &dyn Diffused, x: &Tensor, sigma: f64, needs: Needs) -> StepTerms {
     let x = x.detach().set_requires_grad(true);
     let b = x.size()[0];
-    let sig = Tensor::full([b], sigma, (x.kind(), x.device())).set_requires_grad(true);
-    let e = model.energy(&x, &sig);
-    let mut g = Tensor::run_backward(&[e.sum(e.kind())], &[&x, &sig], false, false).into_iter();
-    let (grad_e, de_dsigma) = (g.next().unwrap(), g.next().unwrap());
-    let (s, divergence) = score_and_divergence(model, &x, &sig.detach(), div);
-    StepTerms {
-        score: s,
-        grad_e: grad_e.detach(),
-        de_dsigma: de_dsigma.detach(),
-        divergence,
+    let sig = Tensor::full([b], sigma, (x.kind(), x.device()));
+    let mut terms = StepTerms::default();
+    if let Some(w) = needs.weights {
+        let sig_g = sig.copy().set_requires_grad(true);
+        let e = model.energy(&x, &sig_g);
+        let g = Tensor::run_backward(&[e.sum(e.kind())], &[&x, &sig_g], false, false);
+        let (grad_e, de_dsigma) = (g[0].detach(), g[1].detach());
+        let (s, divergence) = score_and_divergence(model, &x, &sig, w.divergence);
+        let inner = (-&grad_e * &s).sum_dim_intlist(1, false, x.kind());
+        terms.increment = Some(inner * w.c_inner + divergence * w.c_div + de_dsigma * w.c_sigma);
+        terms.score = Some(s);
+        terms.grad_e = Some(grad_e);
+        return terms;
     }
+    if needs.energy {
+        let e = model.energy(&x, &sig);
+        let g = Tensor::run_backward(&[e.sum(e.kind())], &[&x], false, false);
+        terms.grad_e = Some(g[0].detach());
+    }
+    if needs.score {
+        // Not under no_grad: a score may itself be an autograd derivative (exact mixtures).
+        terms.score = Some(model.score(&x.detach(), &sig).detach());
+    }
+    terms
 }
 
 /// The score s(x, σ) `[B, d]` and its divergence ∇·s `[B]` (exact: d vector–Jacobian
@@ -300,34 +335,28 @@ pub fn anneal(
         let t = 1.0 - k as f64 * dt;
         let (sigma, g2) = (edm.sigma(t), edm.g2(t));
         let weighted = k < weighted_steps;
-        let mut scores = Vec::new();
-        let mut grads = Vec::new();
-        let mut incs = Vec::new();
+        let needs = Needs {
+            score: config.drift != Drift::Energy,
+            energy: config.drift != Drift::Score,
+            weights: weighted.then_some(WeightTerms {
+                divergence: config.divergence,
+                c_inner: gamma * gamma * g2 / 2.0,
+                c_div: gamma * g2 / 2.0,
+                c_sigma: gamma * edm.dsigma_dt(t),
+            }),
+        };
+        let (mut scores, mut grads, mut incs) = (Vec::new(), Vec::new(), Vec::new());
         for chunk in x.split(config.chunk as i64, 0) {
-            let div = if weighted {
-                config.divergence
-            } else {
-                Divergence::Hutchinson
-            };
-            let terms = step_terms(model, &chunk, sigma, div);
-            if weighted {
-                let k_ = chunk.kind();
-                let inner = (-&terms.grad_e * &terms.score).sum_dim_intlist(1, false, k_);
-                let g = inner * (gamma * gamma * g2 / 2.0)
-                    + &terms.divergence * (gamma * g2 / 2.0)
-                    + &terms.de_dsigma * (gamma * edm.dsigma_dt(t));
-                incs.push(g);
-            }
-            scores.push(terms.score);
-            grads.push(terms.grad_e);
+            let terms = step_terms(model, &chunk, sigma, needs);
+            incs.extend(terms.increment);
+            scores.extend(terms.score);
+            grads.extend(terms.grad_e);
         }
-        let s = Tensor::cat(&scores, 0);
-        let ge = Tensor::cat(&grads, 0);
         let noise = Tensor::randn([n, dim as i64], opts);
         let score = match config.drift {
-            Drift::Mixed => (s - ge) / 2.0,
-            Drift::Score => s,
-            Drift::Energy => -ge,
+            Drift::Mixed => (Tensor::cat(&scores, 0) - Tensor::cat(&grads, 0)) / 2.0,
+            Drift::Score => Tensor::cat(&scores, 0),
+            Drift::Energy => -Tensor::cat(&grads, 0),
         };
         x = project(&x + score * (gamma * g2 * dt) + noise * (g2 * dt).sqrt());
         if weighted {
@@ -395,5 +424,68 @@ mod tests {
         let d = Tensor::full([10], -1e4, (Kind::Double, Device::Cpu));
         let _ = d.get(3).fill_(0.0);
         assert!((ess_fraction(&d) - 0.1).abs() < 1e-12);
+    }
+
+    /// N(0, I) diffused to N(0, (1 + σ²) I), counting how often each network is evaluated.
+    #[derive(Default)]
+    struct CountingGaussian {
+        scores: std::cell::Cell<usize>,
+        energies: std::cell::Cell<usize>,
+    }
+
+    impl Diffused for CountingGaussian {
+        fn score(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
+            self.scores.set(self.scores.get() + 1);
+            let v: Tensor = sigma.square() + 1.0;
+            -(x / v.unsqueeze(1))
+        }
+        fn energy(&self, x: &Tensor, sigma: &Tensor) -> Tensor {
+            self.energies.set(self.energies.get() + 1);
+            let v: Tensor = sigma.square() + 1.0;
+            x.square().sum_dim_intlist(1, false, x.kind()) / (v * 2.0)
+        }
+    }
+
+    /// A step evaluates only what it uses: a one-network drift without weights never calls the
+    /// other network, and the weighted steps of the mixed drift call both once per chunk.
+    #[test]
+    fn each_step_evaluates_only_the_networks_it_uses() {
+        let _rng = torch_rng();
+        tch::manual_seed(5);
+        let edm = Edm::default();
+        let base = SmcConfig {
+            population: 64,
+            steps: 10,
+            chunk: 32,
+            resample_until: 0.0,
+            ..SmcConfig::default()
+        };
+        for (drift, scores, energies) in [
+            (Drift::Score, 20, 0),
+            (Drift::Energy, 0, 20),
+            (Drift::Mixed, 20, 20),
+        ] {
+            let model = CountingGaussian::default();
+            let config = SmcConfig {
+                drift,
+                ..base.clone()
+            };
+            let out = anneal(&model, &edm, 1.0, Space::cpu(2), &config, |_, _| {}).unwrap();
+            assert_eq!(out.samples.size(), [64, 2]);
+            assert_eq!(
+                (model.scores.get(), model.energies.get()),
+                (scores, energies),
+                "{drift:?}"
+            );
+        }
+        // Weighted for the first 4 steps: still one call of each network per chunk and step.
+        let model = CountingGaussian::default();
+        let config = SmcConfig {
+            resample_until: 0.4,
+            ..base
+        };
+        let out = anneal(&model, &edm, 2.0, Space::cpu(2), &config, |_, _| {}).unwrap();
+        assert_eq!(out.ess.len(), 4);
+        assert_eq!((model.scores.get(), model.energies.get()), (20, 20));
     }
 }
