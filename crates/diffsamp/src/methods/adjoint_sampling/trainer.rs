@@ -26,8 +26,13 @@ pub struct TrainerSettings {
     pub batch_size: usize,
     /// Replay-buffer capacity, ≥ 1 (paper: 10 000).
     pub buffer_size: usize,
-    /// Adam learning rate > 0 (paper: 1e-4).
+    /// Adam learning rate > 0 (paper: 1e-4) at the first epoch.
     pub learning_rate: f64,
+    /// Half-life in epochs of an exponential learning-rate decay, η_e = η · 2^(−e / half-life)
+    /// in epoch e (0-based); None (the default, the paper's): constant. It depends on the
+    /// epoch only, so a resumed or extended run continues the same schedule.
+    #[serde(default)]
+    pub lr_half_life: Option<f64>,
     /// Per-particle (per-row for vector targets) bound on ‖∇E‖ in the adjoint (paper: 100).
     pub grad_clip: Option<f64>,
     /// Seed of every random draw of the loop (simulation noise, bridge draws, buffer sampling).
@@ -44,6 +49,7 @@ impl Default for TrainerSettings {
             batch_size: 512,
             buffer_size: 10_000,
             learning_rate: 1e-4,
+            lr_half_life: None,
             grad_clip: Some(100.0),
             seed: 0,
         }
@@ -76,12 +82,25 @@ impl TrainerSettings {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad("learning_rate", "must be positive and finite");
         }
+        if let Some(h) = self.lr_half_life {
+            if !(h.is_finite() && h > 0.0) {
+                return bad("lr_half_life", "must be positive and finite");
+            }
+        }
         if let Some(c) = self.grad_clip {
             if c.is_nan() || c <= 0.0 {
                 return bad("grad_clip", "must be positive");
             }
         }
         Ok(())
+    }
+
+    /// Learning rate of epoch e (0-based): η · 2^(−e / half-life), or η.
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        match self.lr_half_life {
+            Some(h) => self.learning_rate * (-(epoch as f64) / h).exp2(),
+            None => self.learning_rate,
+        }
     }
 }
 
@@ -215,6 +234,8 @@ impl Trainer {
         self.buffer.push(&kept_x, &adjoint)?;
         let mut loss_sum = 0.0;
         let device = self.vs.device();
+        self.optimizer
+            .set_learning_rate(s.learning_rate_at(self.epoch))?;
         for _ in 0..s.steps_per_epoch {
             let Some(batch) = self.buffer.sample(s.batch_size, device) else {
                 break;
@@ -374,6 +395,7 @@ mod tests {
             batch_size: 128,
             buffer_size: 1024,
             learning_rate: 3e-3,
+            lr_half_life: None,
             grad_clip: Some(100.0),
             seed,
         };
@@ -479,11 +501,14 @@ mod tests {
         tch::set_num_threads(1);
         let dir = std::env::temp_dir().join(format!("diffsamp-as-ckpt-{}", std::process::id()));
         let mut a = trainer(21);
+        // A decaying learning rate: the resumed run must continue its schedule.
+        a.settings.lr_half_life = Some(1.0);
         a.epoch().unwrap();
         a.save_checkpoint(&dir).unwrap();
         let after_a: Vec<f64> = (0..2).map(|_| a.epoch().unwrap().mean_loss).collect();
         let mut b = trainer(77); // other initial weights and seed streams...
         b.settings.seed = 21; // ...but the same settings, as a resumed run has
+        b.settings.lr_half_life = Some(1.0);
         b.load_checkpoint(&dir).unwrap();
         assert_eq!(b.epochs_done(), 1);
         let after_b: Vec<f64> = (0..2).map(|_| b.epoch().unwrap().mean_loss).collect();
@@ -553,6 +578,24 @@ mod tests {
         assert!(
             matches!(s.validate(), Err(Error::Config { key, .. }) if key == "schedule.sigma_max")
         );
+        let s = TrainerSettings {
+            lr_half_life: Some(0.0),
+            ..TrainerSettings::default()
+        };
+        assert!(matches!(s.validate(), Err(Error::Config { key, .. }) if key == "lr_half_life"));
         TrainerSettings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn learning_rate_halves_every_half_life() {
+        let s = TrainerSettings {
+            learning_rate: 1e-3,
+            lr_half_life: Some(100.0),
+            ..TrainerSettings::default()
+        };
+        assert_eq!(s.learning_rate_at(0), 1e-3);
+        assert!((s.learning_rate_at(100) - 5e-4).abs() < 1e-15);
+        assert!((s.learning_rate_at(300) - 1.25e-4).abs() < 1e-15);
+        assert_eq!(TrainerSettings::default().learning_rate_at(500), 1e-4);
     }
 }
