@@ -3,7 +3,7 @@
 //!
 //! With the exact GMM-40 base velocity and the exact velocity of its closed-form tilt, the
 //! optimal residual is known: δ*(t, x) = v_tilt(t, x) − v_base(t, x). Rolling out the optimal
-//! process and integrating the lean adjoint along it, the loss target y_k = −σ_k² ã_k / 2 must
+//! process and integrating the lean adjoint along it, the loss target y_k = −σ_k² ã_{k+1} / 2 must
 //! satisfy E[y_k | X_k] = δ*(X_k). The check prints, per step, the projection
 //! m_k = E⟨y_k, δ*_k⟩ / E‖δ*_k‖² (1 if unbiased) with its standard error, and how heavy the
 //! tail of ⟨y_k, δ*_k⟩ is (the share of the sum carried by the largest 1 % of samples).
