@@ -7,6 +7,15 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::Tensor;
 
+/// The learning rate of step (or epoch) k of an exponential decay with the given half-life,
+/// η_k = η · 2^(−k / half-life); the constant η when there is no half-life.
+pub fn half_life_decay(learning_rate: f64, half_life: Option<f64>, k: usize) -> f64 {
+    match half_life {
+        Some(h) => learning_rate * (-(k as f64) / h).exp2(),
+        None => learning_rate,
+    }
+}
+
 /// Settings of [`Adam`]; defaults are PyTorch's (β₁ = 0.9, β₂ = 0.999, ε = 1e-8) with the
 /// Adjoint Sampling learning rate 1e-4.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ pub mod ema;
 pub(crate) mod layers;
 pub mod mlp;
 
-pub use adam::{Adam, AdamConfig};
+pub use adam::{half_life_decay, Adam, AdamConfig};
 pub use egnn::{Aggregation, Egnn, EgnnConfig};
 pub use ema::Ema;
 pub use mlp::{Mlp, MlpConfig};

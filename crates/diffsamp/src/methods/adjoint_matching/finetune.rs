@@ -116,10 +116,7 @@ impl Default for FinetuneSettings {
 impl FinetuneSettings {
     /// Learning rate of iteration k (0-based): η · 2^(−k / half-life), or η.
     pub fn learning_rate_at(&self, k: usize) -> f64 {
-        match self.lr_half_life {
-            Some(h) => self.learning_rate * (-(k as f64) / h).exp2(),
-            None => self.learning_rate,
-        }
+        crate::nn::half_life_decay(self.learning_rate, self.lr_half_life, k)
     }
 
     /// The memoryless schedule of the rollout.

@@ -97,10 +97,7 @@ impl TrainerSettings {
 
     /// Learning rate of epoch e (0-based): η · 2^(−e / half-life), or η.
     pub fn learning_rate_at(&self, epoch: usize) -> f64 {
-        match self.lr_half_life {
-            Some(h) => self.learning_rate * (-(epoch as f64) / h).exp2(),
-            None => self.learning_rate,
-        }
+        crate::nn::half_life_decay(self.learning_rate, self.lr_half_life, epoch)
     }
 }
 
