@@ -26,6 +26,11 @@ pub fn optimizer_file(step: usize) -> String {
     format!("optimizer-{step:08}.safetensors")
 }
 
+/// Averaged-weights (EMA) file of step `step`.
+pub fn average_file(step: usize) -> String {
+    format!("ema-{step:08}.safetensors")
+}
+
 /// Whether `dir` holds a committed checkpoint.
 pub fn exists(dir: &Path) -> bool {
     dir.join(STATE).exists()
@@ -40,7 +45,26 @@ pub fn save<S: Serialize>(
     optimizer: &Adam,
     state: &S,
 ) -> Result<()> {
+    save_with_average(dir, step, vs, optimizer, None, state)
+}
+
+/// [`save`], plus the averaged weights `average` (an EMA of `vs`) when given.
+pub fn save_with_average<S: Serialize>(
+    dir: &Path,
+    step: usize,
+    vs: &VarStore,
+    optimizer: &Adam,
+    average: Option<&VarStore>,
+    state: &S,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    if let Some(avg) = average {
+        let path = dir.join(average_file(step));
+        avg.save(&path).map_err(|e| Error::Format {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+    }
     let weights = dir.join(weights_file(step));
     vs.save(&weights).map_err(|e| Error::Format {
         path: weights.clone(),
@@ -55,11 +79,13 @@ pub fn save<S: Serialize>(
     let tmp = dir.join(format!("{STATE}.tmp"));
     std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    let keep = [weights_file(step), optimizer_file(step)];
+    let keep = [weights_file(step), optimizer_file(step), average_file(step)];
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = (name.starts_with("weights-") || name.starts_with("optimizer-"))
+        let stale = ["weights-", "optimizer-", "ema-"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
             && name.ends_with(".safetensors")
             && !keep.contains(&name);
         if stale {
@@ -88,6 +114,15 @@ pub fn load_tensors(
 ) -> Result<()> {
     load_weights(dir, step, vs)?;
     optimizer.load(&dir.join(optimizer_file(step)))
+}
+
+/// Loads the averaged weights of step `step` of the checkpoint in `dir` into `vs`.
+pub fn load_average(dir: &Path, step: usize, vs: &mut VarStore) -> Result<()> {
+    let path = dir.join(average_file(step));
+    vs.load(&path).map_err(|e| Error::Format {
+        path: path.clone(),
+        why: e.to_string(),
+    })
 }
 
 /// Loads only the weights of step `step` of the checkpoint in `dir` into `vs`.

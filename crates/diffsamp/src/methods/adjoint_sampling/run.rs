@@ -30,7 +30,6 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::nn::VarStore;
 
 const CONFIG: &str = "config.toml";
 const CHECKPOINT: &str = "checkpoint";
@@ -101,13 +100,14 @@ fn build_trainer(config: &AsConfig) -> Result<Trainer> {
     let device = crate::nn::device::configure(&config.device, config.threads)?;
     tch::manual_seed(config.training.seed as i64);
     let energy = crate::energy::by_name(&config.system)?;
-    let vs = VarStore::new(device);
     let layout = StateLayout::of(&*energy);
-    let control: Box<dyn Control> = match &config.network {
-        NetworkConfig::Egnn(c) => Box::new(Egnn::for_layout(&vs.root(), &layout, c.clone(), 1)?),
-        NetworkConfig::Mlp(c) => Box::new(Mlp::new(&vs.root(), layout.dim, c.clone())?),
+    let build = |root: &tch::nn::Path| -> Result<Box<dyn Control>> {
+        Ok(match &config.network {
+            NetworkConfig::Egnn(c) => Box::new(Egnn::for_layout(root, &layout, c.clone(), 1)?),
+            NetworkConfig::Mlp(c) => Box::new(Mlp::new(root, layout.dim, c.clone())?),
+        })
     };
-    Trainer::new(energy, vs, control, config.training.clone())
+    Trainer::new(energy, device, &build, config.training.clone())
 }
 
 impl Run {

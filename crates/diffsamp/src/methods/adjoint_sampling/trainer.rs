@@ -3,12 +3,16 @@
 use crate::energy::{Energy, EnergyBatch, Particles};
 use crate::error::{Error, Result};
 use crate::methods::adjoint_sampling::{ram_loss, terminal_adjoint, ReplayBuffer};
-use crate::nn::{checkpoint, Adam, AdamConfig, Control};
+use crate::nn::{checkpoint, Adam, AdamConfig, Control, Ema};
 use crate::sde::{EulerMaruyama, Geometric, HostNoise, NoiseSource, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::nn::VarStore;
-use tch::Kind;
+use tch::{Device, Kind};
+
+/// Builds a control network under the given variable-store path (called once for the live
+/// network and, with an EMA, once more for the averaged copy).
+pub type ControlBuilder<'a> = &'a dyn Fn(&tch::nn::Path) -> Result<Box<dyn Control>>;
 
 /// Settings of the Adjoint Sampling loop (REFERENCE §1.5); defaults are the LJ-13 paper values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +39,12 @@ pub struct TrainerSettings {
     pub lr_half_life: Option<f64>,
     /// Per-particle (per-row for vector targets) bound on ‖∇E‖ in the adjoint (paper: 100).
     pub grad_clip: Option<f64>,
+    /// Decay δ ∈ [0, 1) of an exponential moving average of the weights, updated after every
+    /// Adam step (θ̄ ← δ_k θ̄ + (1 − δ_k) θ with the warm-up of [`Ema`]). When set, evaluation
+    /// and sampling use the averaged weights; the training rollouts always use the live ones
+    /// (the buffer follows the current control). None (the default, the paper's): no average.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
     /// Seed of every random draw of the loop (simulation noise, bridge draws, buffer sampling).
     pub seed: u64,
 }
@@ -51,6 +61,7 @@ impl Default for TrainerSettings {
             learning_rate: 1e-4,
             lr_half_life: None,
             grad_clip: Some(100.0),
+            ema_decay: None,
             seed: 0,
         }
     }
@@ -85,6 +96,11 @@ impl TrainerSettings {
         if let Some(h) = self.lr_half_life {
             if !(h.is_finite() && h > 0.0) {
                 return bad("lr_half_life", "must be positive and finite");
+            }
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                return bad("ema_decay", "must be in [0, 1)");
             }
         }
         if let Some(c) = self.grad_clip {
@@ -125,6 +141,8 @@ pub struct Trainer {
     vs: VarStore,
     control: Box<dyn Control>,
     optimizer: Adam,
+    /// The averaged weights and the network that reads them (with `ema_decay`).
+    average: Option<(Ema, Box<dyn Control>)>,
     buffer: ReplayBuffer,
     noise: HostNoise,
     em: EulerMaruyama,
@@ -134,14 +152,25 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A trainer of `control` (whose parameters live in `vs`) towards exp(−`energy`).
+    /// A trainer towards exp(−`energy`) of the control network that `build` makes on
+    /// `device` (built once more for the averaged weights when `settings.ema_decay` is set).
     pub fn new(
         energy: Box<dyn Energy>,
-        vs: VarStore,
-        control: Box<dyn Control>,
+        device: Device,
+        build: ControlBuilder,
         settings: TrainerSettings,
     ) -> Result<Self> {
         settings.validate()?;
+        let vs = VarStore::new(device);
+        let control = build(&vs.root())?;
+        let average = match settings.ema_decay {
+            Some(decay) => {
+                let shadow = VarStore::new(device);
+                let copy = build(&shadow.root())?;
+                Some((Ema::new(shadow, &vs, decay)?, copy))
+            }
+            None => None,
+        };
         let dim = energy.dim();
         let particles = energy.point_cloud();
         let adam = AdamConfig {
@@ -158,6 +187,7 @@ impl Trainer {
             vs,
             control,
             optimizer,
+            average,
             buffer,
             em,
             settings,
@@ -176,8 +206,21 @@ impl Trainer {
         &self.vs
     }
 
-    /// Draws `n` samples X_1 `[n, dim]` (f64) from the current control with noise from
-    /// `noise`, on the training grid. Evaluation should pass its own stream, so that how
+    /// The averaged weights, with `ema_decay`.
+    pub fn average_store(&self) -> Option<&VarStore> {
+        self.average.as_ref().map(|(ema, _)| ema.store())
+    }
+
+    /// The network that samples: the averaged one with `ema_decay`, else the live one.
+    fn sampling_control(&self) -> &dyn Control {
+        match &self.average {
+            Some((_, net)) => net.as_ref(),
+            None => self.control.as_ref(),
+        }
+    }
+
+    /// Draws `n` samples X_1 `[n, dim]` (f64) from the sampling control (averaged weights
+    /// with `ema_decay`, else the current ones) with noise from `noise`, on the training grid. Evaluation should pass its own stream, so that how
     /// often a run is evaluated does not change its training.
     pub fn sample(&self, n: usize, noise: &mut dyn NoiseSource) -> Vec<f64> {
         self.sample_on(&self.em, n, noise)
@@ -193,7 +236,7 @@ impl Trainer {
     }
 
     fn sample_on(&self, em: &EulerMaruyama, n: usize, noise: &mut dyn NoiseSource) -> Vec<f64> {
-        let rollout = em.simulate(&self.settings.schedule, &*self.control, n, noise);
+        let rollout = em.simulate(&self.settings.schedule, self.sampling_control(), n, noise);
         to_host(&rollout.x1)
     }
 
@@ -246,6 +289,9 @@ impl Trainer {
                 &mut self.noise,
             );
             self.optimizer.backward_step(&loss);
+            if let Some((ema, _)) = &mut self.average {
+                ema.update(&self.vs, self.optimizer.step_count() as u64);
+            }
             loss_sum += loss.double_value(&[]);
         }
         self.epoch += 1;
@@ -306,7 +352,14 @@ impl Trainer {
             buffer: self.buffer.clone(),
             noise: self.noise.clone(),
         };
-        checkpoint::save(dir, self.epoch, &self.vs, &self.optimizer, &state)
+        checkpoint::save_with_average(
+            dir,
+            self.epoch,
+            &self.vs,
+            &self.optimizer,
+            self.average_store(),
+            &state,
+        )
     }
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer, which
@@ -321,6 +374,9 @@ impl Trainer {
         }
         state.buffer.validate()?;
         checkpoint::load_tensors(dir, state.epoch, &mut self.vs, &mut self.optimizer)?;
+        if let Some((ema, _)) = &mut self.average {
+            checkpoint::load_average(dir, state.epoch, ema.store_mut())?;
+        }
         self.epoch = state.epoch;
         self.energy_evals = state.energy_evals;
         self.buffer = state.buffer;
@@ -374,8 +430,11 @@ mod tests {
     }
 
     fn trainer(seed: u64) -> Trainer {
+        trainer_with(seed, None)
+    }
+
+    fn trainer_with(seed: u64, ema_decay: Option<f64>) -> Trainer {
         tch::manual_seed(seed as i64);
-        let vs = VarStore::new(Device::Cpu);
         let cfg = MlpConfig {
             hidden: 32,
             n_layers: 2,
@@ -383,7 +442,9 @@ mod tests {
             max_frequency: 8.0,
             length_scale: 1.0,
         };
-        let net = Mlp::new(&vs.root(), 2, cfg).unwrap();
+        let build = |p: &tch::nn::Path| -> Result<Box<dyn Control>> {
+            Ok(Box::new(Mlp::new(p, 2, cfg.clone())?))
+        };
         let settings = TrainerSettings {
             schedule: Geometric::new(1e-3, 1.0).unwrap(),
             nfe: 50,
@@ -394,13 +455,14 @@ mod tests {
             learning_rate: 3e-3,
             lr_half_life: None,
             grad_clip: Some(100.0),
+            ema_decay,
             seed,
         };
         let energy = Box::new(Gauss {
             mu: [1.0, -0.5],
             s2: 0.1,
         });
-        Trainer::new(energy, vs, Box::new(net), settings).unwrap()
+        Trainer::new(energy, Device::Cpu, &build, settings).unwrap()
     }
 
     #[test]
@@ -454,13 +516,14 @@ mod tests {
         tch::manual_seed(8);
         let energy = crate::energy::by_name("dw4").unwrap();
         let p = energy.particles().unwrap();
-        let vs = VarStore::new(Device::Cpu);
         let cfg = EgnnConfig {
             n_layers: 2,
             hidden: 16,
             ..EgnnConfig::default()
         };
-        let net = Egnn::new(&vs.root(), p, cfg).unwrap();
+        let build = |path: &tch::nn::Path| -> Result<Box<dyn Control>> {
+            Ok(Box::new(Egnn::new(path, p, cfg.clone())?))
+        };
         let settings = TrainerSettings {
             schedule: Geometric::new(1e-3, 1.5).unwrap(),
             nfe: 20,
@@ -471,7 +534,7 @@ mod tests {
             learning_rate: 1e-3,
             ..TrainerSettings::default()
         };
-        let mut tr = Trainer::new(energy, vs, Box::new(net), settings).unwrap();
+        let mut tr = Trainer::new(energy, Device::Cpu, &build, settings).unwrap();
         for k in 1..=2 {
             let r = tr.epoch().unwrap();
             assert_eq!(r.energy_evals, 32 * k);
@@ -497,27 +560,60 @@ mod tests {
         let _rng = torch_rng();
         tch::set_num_threads(1);
         let dir = std::env::temp_dir().join(format!("diffsamp-as-ckpt-{}", std::process::id()));
-        let mut a = trainer(21);
-        // A decaying learning rate: the resumed run must continue its schedule.
+        // A decaying learning rate and an EMA: the resumed run must continue both.
+        let mut a = trainer_with(21, Some(0.9));
         a.settings.lr_half_life = Some(1.0);
         a.epoch().unwrap();
         a.save_checkpoint(&dir).unwrap();
         let after_a: Vec<f64> = (0..2).map(|_| a.epoch().unwrap().mean_loss).collect();
-        let mut b = trainer(77); // other initial weights and seed streams...
+        let mut b = trainer_with(77, Some(0.9)); // other initial weights and seed streams...
         b.settings.seed = 21; // ...but the same settings, as a resumed run has
         b.settings.lr_half_life = Some(1.0);
         b.load_checkpoint(&dir).unwrap();
         assert_eq!(b.epochs_done(), 1);
         let after_b: Vec<f64> = (0..2).map(|_| b.epoch().unwrap().mean_loss).collect();
         assert_eq!(after_a, after_b);
-        for (name, t) in a.var_store().variables() {
-            assert!(t.equal(&b.var_store().variables()[&name]), "{name}");
+        let stores = |t: &Trainer| {
+            [
+                t.var_store().variables(),
+                t.average_store().unwrap().variables(),
+            ]
+        };
+        for (va, vb) in stores(&a).iter().zip(stores(&b).iter()) {
+            for (name, t) in va {
+                assert!(t.equal(&vb[name]), "{name}");
+            }
         }
         assert_eq!(a.buffer().x1_in_order(), b.buffer().x1_in_order());
         // Different settings are refused.
         let mut c = trainer(22);
         assert!(c.load_checkpoint(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_average_samples_and_leaves_training_unchanged() {
+        let _rng = torch_rng();
+        tch::set_num_threads(1);
+        let run = |ema_decay| {
+            let mut tr = trainer_with(13, ema_decay);
+            let losses: Vec<f64> = (0..3).map(|_| tr.epoch().unwrap().mean_loss).collect();
+            (losses, tr.sample(64, &mut HostNoise::seeded(2)), tr)
+        };
+        let (plain_loss, plain_x, plain) = run(None);
+        assert!(plain.average_store().is_none());
+        // δ = 0: the average is the live network after every step, so it samples the same.
+        let (loss0, x0, _) = run(Some(0.0));
+        assert_eq!(loss0, plain_loss);
+        assert_eq!(x0, plain_x);
+        // δ = 0.99: training is unchanged, the samples come from other (averaged) weights.
+        let (loss99, x99, avg) = run(Some(0.99));
+        assert_eq!(loss99, plain_loss);
+        assert_ne!(x99, plain_x);
+        let live = avg.var_store().variables();
+        let averaged = avg.average_store().unwrap().variables();
+        assert_eq!(averaged.len(), live.len());
+        assert!(averaged.iter().any(|(k, v)| !v.equal(&live[k])));
     }
 
     #[test]
@@ -580,6 +676,13 @@ mod tests {
             ..TrainerSettings::default()
         };
         assert!(matches!(s.validate(), Err(Error::Config { key, .. }) if key == "lr_half_life"));
+        for bad in [1.0, -0.1, f64::NAN] {
+            let s = TrainerSettings {
+                ema_decay: Some(bad),
+                ..TrainerSettings::default()
+            };
+            assert!(matches!(s.validate(), Err(Error::Config { key, .. }) if key == "ema_decay"));
+        }
         TrainerSettings::default().validate().unwrap();
     }
 

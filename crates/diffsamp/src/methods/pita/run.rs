@@ -289,14 +289,7 @@ impl PitaRun {
         }
         let state: State = checkpoint::read_state(&ck)?;
         checkpoint::load_tensors(&ck, state.global_step, &mut self.vs, &mut self.adam)?;
-        let ema_file = ck.join(ema_file(state.global_step));
-        self.ema
-            .store_mut()
-            .load(&ema_file)
-            .map_err(|e| Error::Format {
-                path: ema_file,
-                why: e.to_string(),
-            })?;
+        checkpoint::load_average(&ck, state.global_step, self.ema.store_mut())?;
         self.buffer = SampleBuffer::load(&ck.join(&state.buffer), self.buffer.dim)?;
         truncate_log(&self.dir.join(TRAIN_LOG), "global_step", state.global_step)?;
         let kept = truncate_log(&self.dir.join(METRICS_LOG), "stage", state.stage)?;
@@ -321,14 +314,6 @@ impl PitaRun {
         let ck = self.ckpt();
         std::fs::create_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
         let gs = self.state.global_step;
-        let ema_path = ck.join(ema_file(gs));
-        self.ema
-            .store()
-            .save(&ema_path)
-            .map_err(|e| Error::Format {
-                path: ema_path,
-                why: e.to_string(),
-            })?;
         let buffer = format!("buffer-{:02}-{}", self.state.stage, self.buffer.len());
         let bdir = ck.join(&buffer);
         if !bdir.exists() {
@@ -338,18 +323,20 @@ impl PitaRun {
             std::fs::rename(&tmp, &bdir).map_err(|e| Error::io(&bdir, e))?;
         }
         self.state.buffer = buffer.clone();
-        checkpoint::save(&ck, gs, &self.vs, &self.adam, &self.state)?;
-        let keep_ema = ema_file(gs);
+        checkpoint::save_with_average(
+            &ck,
+            gs,
+            &self.vs,
+            &self.adam,
+            Some(self.ema.store()),
+            &self.state,
+        )?;
         for entry in std::fs::read_dir(&ck)
             .map_err(|e| Error::io(&ck, e))?
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let stale_ema = name.starts_with("ema-") && name != keep_ema;
-            let stale_buffer = name.starts_with("buffer-") && name != buffer;
-            if stale_ema {
-                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-            } else if stale_buffer {
+            if name.starts_with("buffer-") && name != buffer {
                 std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
             }
         }
@@ -820,8 +807,4 @@ impl PitaRun {
         let s = load_samples(&path, energy)?;
         Ok(crate::energy::energies_batch(energy, &s.data)?)
     }
-}
-
-fn ema_file(step: usize) -> String {
-    format!("ema-{step:08}.safetensors")
 }
