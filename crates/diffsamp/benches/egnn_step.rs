@@ -121,7 +121,15 @@ fn bench_egnn(c: &mut Criterion, threads: i32) {
     );
     let mut noise = HostNoise::seeded(0);
     let mut ram_step = || {
-        let loss = ram_loss(&net_ram, &schedule, &x1, &adjoint, Some(LJ13), &mut noise);
+        let loss = ram_loss(
+            &net_ram,
+            &schedule,
+            &x1,
+            &adjoint,
+            Some(LJ13),
+            1.0,
+            &mut noise,
+        );
         adam.backward_step(&loss);
     };
     // One untimed step first: allocates Adam's moments and the allocator's working set

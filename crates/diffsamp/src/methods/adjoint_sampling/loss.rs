@@ -61,17 +61,21 @@ pub struct BridgeSample {
     pub x_t: Tensor,
 }
 
-/// Draws t ~ U[0, 1] and X_t | X_1 from the base bridge of `schedule` for every row of `x1`
-/// `[batch, dim]`.
+/// Draws t = u^`time_power` with u ~ U[0, 1] (1: t uniform) and X_t | X_1 from the base
+/// bridge of `schedule` for every row of `x1` `[batch, dim]`.
 pub fn sample_bridge(
     schedule: &dyn Schedule,
     x1: &Tensor,
     particles: Option<Particles>,
+    time_power: f64,
     noise: &mut dyn NoiseSource,
 ) -> BridgeSample {
     let size = x1.size();
     let (batch, kind, device) = (size[0], x1.kind(), x1.device());
-    let ts = noise.uniform(batch as usize);
+    let mut ts = noise.uniform(batch as usize);
+    if time_power != 1.0 {
+        ts.iter_mut().for_each(|t| *t = t.powf(time_power));
+    }
     let (mut coef, mut std) = (Vec::with_capacity(ts.len()), Vec::with_capacity(ts.len()));
     for &t in &ts {
         let b = schedule.bridge(t);
@@ -98,7 +102,10 @@ pub fn sample_bridge(
 /// Reciprocal Adjoint Matching loss (REFERENCE §1.4):
 ///
 /// L(θ) = mean over batch × dim of (v_θ(t, X_t) + a(X_1))²,
-/// t ~ U[0, 1], X_t ~ base bridge given X_1 ([`sample_bridge`]).
+/// t = u^`time_power` with u ~ U[0, 1] (the paper: 1, t uniform), X_t ~ base bridge given X_1
+/// ([`sample_bridge`]). The regression is pointwise in (t, X_t), so the law of t does not move
+/// its minimiser v*(t, x) = −E[a(X_1) | X_t = x]; it only decides where a finite network and a
+/// finite number of steps spend their accuracy.
 ///
 /// `x1` and `adjoint` are `[batch, dim]` (network kind, f32); returns a scalar tensor that
 /// carries gradients to the control's parameters.
@@ -108,9 +115,10 @@ pub fn ram_loss(
     x1: &Tensor,
     adjoint: &Tensor,
     particles: Option<Particles>,
+    time_power: f64,
     noise: &mut dyn NoiseSource,
 ) -> Tensor {
-    let bridge = tch::no_grad(|| sample_bridge(schedule, x1, particles, noise));
+    let bridge = tch::no_grad(|| sample_bridge(schedule, x1, particles, time_power, noise));
     let v = control.control(&bridge.t, &bridge.x_t);
     (v + adjoint).square().mean(Kind::Float)
 }
@@ -161,13 +169,13 @@ mod tests {
         let a = Tensor::from_slice(&[1.0f32, 2.0, -3.0, 0.5]).view([2, 2]);
         let zero = |_t: &Tensor, x: &Tensor| x.zeros_like();
         let mut noise = HostNoise::seeded(0);
-        let l = ram_loss(&zero, &s, &x1, &a, None, &mut noise).double_value(&[]);
+        let l = ram_loss(&zero, &s, &x1, &a, None, 1.0, &mut noise).double_value(&[]);
         assert!((l - (1.0 + 4.0 + 9.0 + 0.25) / 4.0).abs() < 1e-6);
         // v = −a exactly (a control that ignores t and x but knows the batch): loss 0.
         let a2 = a.shallow_clone();
         let oracle = move |_t: &Tensor, _x: &Tensor| -&a2;
         assert_eq!(
-            ram_loss(&oracle, &s, &x1, &a, None, &mut noise).double_value(&[]),
+            ram_loss(&oracle, &s, &x1, &a, None, 1.0, &mut noise).double_value(&[]),
             0.0
         );
     }
@@ -179,8 +187,13 @@ mod tests {
         let p = Particles { n: 4, spatial: 2 };
         let x1 = remove_com(&Tensor::randn([3000, 8], (Kind::Float, Device::Cpu)), p);
         let mut noise = HostNoise::seeded(4);
-        let b = sample_bridge(&s, &x1, Some(p), &mut noise);
+        let b = sample_bridge(&s, &x1, Some(p), 1.0, &mut noise);
         assert_eq!(b.t.size(), vec![3000]);
+        // t = u² has mean 1/3 and sd √(4/45) (uniform t: 1/2).
+        let skewed = sample_bridge(&s, &x1, Some(p), 2.0, &mut HostNoise::seeded(5));
+        let mean_t = skewed.t.mean(Kind::Double).double_value(&[]);
+        let se = (4.0f64 / 45.0).sqrt() / 3000f64.sqrt();
+        assert!((mean_t - 1.0 / 3.0).abs() < 4.0 * se, "mean t {mean_t}");
         let com = b.x_t.view([-1, 4, 2]).mean_dim(1, false, None);
         assert!(com.abs().max().double_value(&[]) < 1e-5);
         // Standardised residual (X_t − c X_1)/std has variance (n − 1)/n in the COM-free space.
@@ -198,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn analytic_optimal_control_of_a_gaussian_target_is_a_stationary_point() {
+    fn analytic_optimal_control_of_a_gaussian_target_is_a_stationary_point_for_any_law_of_t() {
         let _rng = torch_rng();
         // Target N(0, s² I): a(x) = c x with c = 1/s² − 1/h²(1). Under the optimal process the
         // bridge is the base bridge, so v*(t, x) = −E[a(X_1) | X_t = x]
@@ -212,7 +225,7 @@ mod tests {
         let x1 = Tensor::randn([batch, dim], (Kind::Float, Device::Cpu)) * s2.sqrt();
         let a = &x1 * c;
         let sched = s;
-        let grad_at = |lambda: f64| {
+        let grad_at = |lambda: f64, time_power: f64| {
             let lam = Tensor::from_slice(&[lambda as f32]).set_requires_grad(true);
             let l2 = lam.shallow_clone();
             let ctrl = move |t: &Tensor, x: &Tensor| {
@@ -233,13 +246,18 @@ mod tests {
                 x * Tensor::from_slice(&k).view([-1, 1]) * &l2
             };
             let mut noise = HostNoise::seeded(12);
-            let loss = ram_loss(&ctrl, &s, &x1, &a, None, &mut noise);
+            let loss = ram_loss(&ctrl, &s, &x1, &a, None, time_power, &mut noise);
             loss.backward();
             lam.grad().double_value(&[0])
         };
-        let g1 = grad_at(1.0);
-        let g0 = grad_at(0.0);
-        assert!(g0 < 0.0, "{g0}");
-        assert!(g1.abs() < 0.03 * g0.abs(), "dL/dλ at 1: {g1}, at 0: {g0}");
+        for time_power in [1.0, 3.0] {
+            let g1 = grad_at(1.0, time_power);
+            let g0 = grad_at(0.0, time_power);
+            assert!(g0 < 0.0, "{g0}");
+            assert!(
+                g1.abs() < 0.03 * g0.abs(),
+                "t = u^{time_power}: dL/dλ at 1: {g1}, at 0: {g0}"
+            );
+        }
     }
 }
