@@ -41,9 +41,9 @@ pub struct TrainerSettings {
     pub grad_clip: Option<f64>,
     /// Law of the regression time, t = u^p with u ~ U[0, 1]: p = 1 (the default, the
     /// paper's) is uniform, p > 1 puts more of the regression at early times, where σ(t) is
-    /// largest and the control moves the samples most (under the geometric schedule the
-    /// base variance h²(t) reaches 99.9 % of h²(1) by t = 0.5). The minimiser of the loss
-    /// does not depend on p ([`ram_loss`]).
+    /// largest and the control moves the samples most (under the geometric schedule with
+    /// σ_max/σ_min ≥ 1000 the base variance h²(t) reaches 99.9 % of h²(1) by t = 0.5). The
+    /// minimiser of the loss does not depend on p ([`ram_loss`]).
     #[serde(default = "uniform_time")]
     pub time_power: f64,
     /// Decay δ ∈ [0, 1) of an exponential moving average of the weights, updated after every
@@ -235,8 +235,9 @@ impl Trainer {
     }
 
     /// Draws `n` samples X_1 `[n, dim]` (f64) from the sampling control (averaged weights
-    /// with `ema_decay`, else the current ones) with noise from `noise`, on the training grid. Evaluation should pass its own stream, so that how
-    /// often a run is evaluated does not change its training.
+    /// with `ema_decay`, else the current ones) with noise from `noise`, on the training
+    /// grid. Evaluation should pass its own stream, so that how often a run is evaluated does
+    /// not change its training.
     pub fn sample(&self, n: usize, noise: &mut dyn NoiseSource) -> Vec<f64> {
         self.sample_on(&self.em, n, noise)
     }
