@@ -59,17 +59,9 @@ pub fn save_with_average<S: Serialize>(
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     if let Some(avg) = average {
-        let path = dir.join(average_file(step));
-        avg.save(&path).map_err(|e| Error::Format {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
+        save_store(&dir.join(average_file(step)), avg)?;
     }
-    let weights = dir.join(weights_file(step));
-    vs.save(&weights).map_err(|e| Error::Format {
-        path: weights.clone(),
-        why: e.to_string(),
-    })?;
+    save_store(&dir.join(weights_file(step)), vs)?;
     optimizer.save(&dir.join(optimizer_file(step)))?;
     let path = dir.join(STATE);
     let json = serde_json::to_vec(state).map_err(|e| Error::Format {
@@ -118,18 +110,26 @@ pub fn load_tensors(
 
 /// Loads the averaged weights of step `step` of the checkpoint in `dir` into `vs`.
 pub fn load_average(dir: &Path, step: usize, vs: &mut VarStore) -> Result<()> {
-    let path = dir.join(average_file(step));
-    vs.load(&path).map_err(|e| Error::Format {
-        path: path.clone(),
-        why: e.to_string(),
-    })
+    load_store(&dir.join(average_file(step)), vs)
 }
 
 /// Loads only the weights of step `step` of the checkpoint in `dir` into `vs`.
 pub fn load_weights(dir: &Path, step: usize, vs: &mut VarStore) -> Result<()> {
-    let weights = dir.join(weights_file(step));
-    vs.load(&weights).map_err(|e| Error::Format {
-        path: weights.clone(),
+    load_store(&dir.join(weights_file(step)), vs)
+}
+
+/// Writes the variables of `vs` to the safetensors file `path`.
+fn save_store(path: &Path, vs: &VarStore) -> Result<()> {
+    vs.save(path).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
+}
+
+/// Reads the safetensors file `path` into the variables of `vs`.
+fn load_store(path: &Path, vs: &mut VarStore) -> Result<()> {
+    vs.load(path).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
         why: e.to_string(),
     })
 }
