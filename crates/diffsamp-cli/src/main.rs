@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
     about = "Diffusion-based samplers for Boltzmann densities"
 )]
 struct Cli {
-    /// Worker threads for the energy and metric computations (default: all cores).
+    /// Worker threads for the energy and metric computations, and libtorch's threads where the
+    /// config sets no `threads` (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
     #[command(subcommand)]

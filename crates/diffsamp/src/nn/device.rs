@@ -17,8 +17,12 @@ pub fn parse_device(spec: &str) -> Result<Device, String> {
 }
 
 /// Prepares libtorch for a run: parses `device` (errors name the key `device`, also when a
-/// GPU is asked for but libtorch sees none), sets `threads` intra-op threads (default: all
-/// cores) and keeps freed memory in the process (see [`crate::nn::alloc`]).
+/// GPU is asked for but libtorch sees none), sets `threads` intra-op threads (default: the
+/// size of the current rayon pool, i.e. all cores unless the CLI's `--threads` narrowed it)
+/// and keeps freed memory in the process (see [`crate::nn::alloc`]).
+///
+/// The default matters on a shared machine: libtorch's OpenMP workers spin at every barrier,
+/// so two 2-thread runs on 2 cores ran an MLP epoch 15–150× slower than one run alone.
 pub fn configure(device: &str, threads: Option<usize>) -> crate::Result<Device> {
     let bad = |why: String| crate::Error::Config {
         key: "device".into(),
@@ -30,11 +34,7 @@ pub fn configure(device: &str, threads: Option<usize>) -> crate::Result<Device> 
             "'{device}' asked for, but this libtorch build sees no CUDA GPU (README, \"GPU\")"
         )));
     }
-    let threads = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = threads.unwrap_or_else(rayon::current_num_threads);
     tch::set_num_threads(threads as i32);
     crate::nn::alloc::retain_freed_memory();
     Ok(d)

@@ -52,6 +52,17 @@ pub struct TrainerSettings {
     /// (the buffer follows the current control). None (the default, the paper's): no average.
     #[serde(default)]
     pub ema_decay: Option<f64>,
+    /// Inverse temperature β_0 ∈ (0, 1] of the target exp(−β E) at the first epoch; β rises
+    /// geometrically to 1 over `annealing_epochs` (see [`TrainerSettings::inverse_temperature_at`])
+    /// and stays there. The adjoint of a sample uses the β of the epoch it was drawn in:
+    /// a = clip(β ∇E) − X_1/h²(1). None (the default, the paper's): β = 1 throughout.
+    /// Annealing keeps a multimodal target's mode weights from being decided by the noisy,
+    /// hot first epochs: at small β the wells merge and split again as β rises.
+    #[serde(default)]
+    pub inverse_temperature_start: Option<f64>,
+    /// Epochs R ≥ 1 of the β ramp (used with `inverse_temperature_start` only).
+    #[serde(default = "default_annealing_epochs")]
+    pub annealing_epochs: usize,
     /// Seed of every random draw of the loop (simulation noise, bridge draws, buffer sampling).
     pub seed: u64,
 }
@@ -70,6 +81,8 @@ impl Default for TrainerSettings {
             grad_clip: Some(100.0),
             time_power: 1.0,
             ema_decay: None,
+            inverse_temperature_start: None,
+            annealing_epochs: default_annealing_epochs(),
             seed: 0,
         }
     }
@@ -77,6 +90,10 @@ impl Default for TrainerSettings {
 
 fn uniform_time() -> f64 {
     1.0
+}
+
+fn default_annealing_epochs() -> usize {
+    100
 }
 
 impl TrainerSettings {
@@ -123,7 +140,27 @@ impl TrainerSettings {
                 return bad("grad_clip", "must be positive");
             }
         }
+        if let Some(b) = self.inverse_temperature_start {
+            if !(b > 0.0 && b <= 1.0) {
+                return bad("inverse_temperature_start", "must be in (0, 1]");
+            }
+        }
+        if self.annealing_epochs == 0 {
+            return bad("annealing_epochs", "must be at least 1");
+        }
         Ok(())
+    }
+
+    /// Inverse temperature of epoch e (0-based): β_e = β_0^(1 − e/R) for e < R, then 1
+    /// (log β linear in the epoch); 1 without annealing. It depends on the epoch only, so a
+    /// resumed or extended run continues the same ramp.
+    pub fn inverse_temperature_at(&self, epoch: usize) -> f64 {
+        match self.inverse_temperature_start {
+            Some(b0) if epoch < self.annealing_epochs => {
+                b0.powf(1.0 - epoch as f64 / self.annealing_epochs as f64)
+            }
+            _ => 1.0,
+        }
     }
 
     /// Learning rate of epoch e (0-based): η · 2^(−e / half-life), or η.
@@ -285,6 +322,10 @@ impl Trainer {
             }
         }
         let dropped = s.samples_per_epoch - energies.len();
+        let beta = s.inverse_temperature_at(self.epoch);
+        if beta != 1.0 {
+            kept_g.iter_mut().for_each(|g| *g *= beta);
+        }
         let h2_1 = s.schedule.h2_terminal();
         let adjoint = terminal_adjoint(&kept_x, &kept_g, dim, h2_1, self.particles, s.grad_clip);
         self.buffer.push(&kept_x, &adjoint)?;
@@ -474,6 +515,8 @@ mod tests {
             grad_clip: Some(100.0),
             time_power: 1.0,
             ema_decay,
+            inverse_temperature_start: None,
+            annealing_epochs: 100,
             seed,
         };
         let energy = Box::new(Gauss {
@@ -706,6 +749,22 @@ mod tests {
             };
             assert!(matches!(s.validate(), Err(Error::Config { key, .. }) if key == "ema_decay"));
         }
+        for bad in [0.0, 1.5, f64::NAN] {
+            let s = TrainerSettings {
+                inverse_temperature_start: Some(bad),
+                ..TrainerSettings::default()
+            };
+            assert!(
+                matches!(s.validate(), Err(Error::Config { key, .. }) if key == "inverse_temperature_start")
+            );
+        }
+        let s = TrainerSettings {
+            annealing_epochs: 0,
+            ..TrainerSettings::default()
+        };
+        assert!(
+            matches!(s.validate(), Err(Error::Config { key, .. }) if key == "annealing_epochs")
+        );
         TrainerSettings::default().validate().unwrap();
     }
 
@@ -720,5 +779,50 @@ mod tests {
         assert!((s.learning_rate_at(100) - 5e-4).abs() < 1e-15);
         assert!((s.learning_rate_at(300) - 1.25e-4).abs() < 1e-15);
         assert_eq!(TrainerSettings::default().learning_rate_at(500), 1e-4);
+    }
+
+    #[test]
+    fn inverse_temperature_rises_geometrically_to_one() {
+        let s = TrainerSettings {
+            inverse_temperature_start: Some(0.01),
+            annealing_epochs: 10,
+            ..TrainerSettings::default()
+        };
+        assert_eq!(s.inverse_temperature_at(0), 0.01);
+        assert!((s.inverse_temperature_at(5) - 0.1).abs() < 1e-15);
+        assert!((s.inverse_temperature_at(9) - 0.01f64.powf(0.1)).abs() < 1e-15);
+        assert_eq!(s.inverse_temperature_at(10), 1.0);
+        assert_eq!(s.inverse_temperature_at(1000), 1.0);
+        assert_eq!(TrainerSettings::default().inverse_temperature_at(0), 1.0);
+    }
+
+    #[test]
+    fn an_annealed_epoch_pushes_the_adjoint_of_the_tempered_target() {
+        let _rng = torch_rng();
+        tch::set_num_threads(1);
+        let mut tr = trainer(5);
+        tr.settings.inverse_temperature_start = Some(0.25);
+        tr.settings.annealing_epochs = 4;
+        tr.settings.grad_clip = Some(2.0);
+        tr.epoch().unwrap();
+        let (x1, a) = (tr.buffer().x1_in_order(), tr.buffer().adjoint_in_order());
+        let h2 = tr.settings.schedule.h2_terminal();
+        let (mu, s2) = ([1.0, -0.5], 0.1);
+        let mut clipped = 0;
+        for (x, a) in x1.chunks_exact(2).zip(a.chunks_exact(2)) {
+            // a = clip(β ∇E) − x / h²(1) with β = 0.25 and ∇E = (x − μ) / s².
+            let mut g: Vec<f64> = (0..2).map(|i| 0.25 * (x[i] as f64 - mu[i]) / s2).collect();
+            let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if norm > 2.0 {
+                clipped += 1;
+                g.iter_mut().for_each(|v| *v *= 2.0 / norm);
+            }
+            for i in 0..2 {
+                let want = g[i] - x[i] as f64 / h2;
+                assert!((a[i] as f64 - want).abs() < 1e-4, "{} vs {want}", a[i]);
+            }
+        }
+        // The clip (at 2) acts on β∇E, not on ∇E: both branches are exercised.
+        assert!(clipped > 0 && clipped < x1.len() / 2, "{clipped} clipped");
     }
 }
