@@ -109,8 +109,8 @@ pub struct AsConfig {
     /// Write a checkpoint every this many epochs (≥ 1); always at the end.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
-    /// libtorch intra-op threads (default: all cores). Runs are bit-reproducible for a fixed
-    /// thread count.
+    /// libtorch intra-op threads (default: the CLI's `--threads`, else all cores). Runs are
+    /// bit-reproducible for a fixed thread count.
     #[serde(default)]
     pub threads: Option<usize>,
     /// Tensor device: "cpu", "cuda" or "cuda:N".

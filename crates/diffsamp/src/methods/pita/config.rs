@@ -106,7 +106,7 @@ pub struct PitaConfig {
     pub temperatures: Vec<f64>,
     /// Run seed (networks, batches, noise, SMC).
     pub seed: u64,
-    /// libtorch threads (unset: libtorch's default).
+    /// libtorch threads (default: the CLI's `--threads`, else all cores).
     #[serde(default)]
     pub threads: Option<usize>,
     /// `"cpu"`, `"cuda"` or `"cuda:N"`.
