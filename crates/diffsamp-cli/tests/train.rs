@@ -73,6 +73,8 @@ fn train_writes_the_run_directory_and_sample_draws_from_it() {
         "final.json",
         "plots/energy_histogram.png",
         "plots/distance_histogram.png",
+        "log_weights.npy",
+        "plots/resampled/energy_histogram.png",
     ] {
         assert!(run.join(f).is_file(), "missing {f}");
     }
@@ -84,6 +86,25 @@ fn train_writes_the_run_directory_and_sample_draws_from_it() {
     assert_eq!(fin["energy_evals"], 6 * 32);
     assert!(fin["report"]["w2"].as_f64().unwrap() > 0.0);
     assert_eq!(fin["report"]["n_used"], 60);
+    // The importance weights of the 60 final samples, and the resampled set's evaluation.
+    let w = &fin["importance"]["weights"];
+    assert_eq!(w["n"], 60);
+    let ess = w["ess_fraction"].as_f64().unwrap();
+    assert!(ess > 0.0 && ess <= 1.0, "{w}");
+    assert!(w["elbo"].as_f64().unwrap() <= w["log_z_estimate"].as_f64().unwrap());
+    assert_eq!(fin["importance"]["resampled"]["n_used"], 60);
+    assert_eq!(
+        diffsamp::io::read_npy(&run.join("log_weights.npy"))
+            .unwrap()
+            .shape,
+        vec![60]
+    );
+    assert!(table.contains("importance-resampled samples"), "{table}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics.lines().all(|l| l.contains("\"ess_fraction\"")),
+        "{metrics}"
+    );
 
     let out = d.join("fresh.npy");
     let o = diffsamp(&[
@@ -101,6 +122,63 @@ fn train_writes_the_run_directory_and_sample_draws_from_it() {
     let arr = diffsamp::io::read_npy(&out).unwrap();
     assert_eq!(arr.shape, vec![25, 4, 2]);
     assert!(arr.data.iter().all(|v| v.is_finite()));
+
+    // The same draw with its importance log-weights, then evaluated after resampling.
+    let (out_w, weights) = (d.join("weighted.npy"), d.join("log_w.npy"));
+    let o = diffsamp(&[
+        "sample",
+        "--run",
+        s(&run),
+        "--n",
+        "25",
+        "--out",
+        s(&out_w),
+        "--steps",
+        "20",
+        "--log-weights",
+        s(&weights),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("importance weights: ESS"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(diffsamp::io::read_npy(&out_w).unwrap().data, arr.data);
+    let lw = diffsamp::io::read_npy(&weights).unwrap();
+    assert_eq!(lw.shape, vec![25]);
+    assert!(lw.data.iter().all(|v| v.is_finite()));
+    let reference = diffsamp::io::resolve_data_file("val_split_DW4.npy", "reference").unwrap();
+    let eval = |w: &Path| {
+        diffsamp(&[
+            "eval",
+            "--system",
+            "dw4",
+            "--samples",
+            s(&out_w),
+            "--reference",
+            s(&reference),
+            "--n",
+            "25",
+            "--log-weights",
+            s(w),
+        ])
+    };
+    let o = eval(&weights);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("evaluating the resampled set"),
+        "{}",
+        stderr(&o)
+    );
+    // Weights of another sample set (60 rows for 25 samples) are refused, naming the file.
+    let o = eval(&run.join("log_weights.npy"));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("log_weights.npy") && stderr(&o).contains("[25]"),
+        "{}",
+        stderr(&o)
+    );
 
     // Running the finished command again does no work and reports the same figures.
     let again = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);

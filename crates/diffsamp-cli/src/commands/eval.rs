@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use diffsamp::energy::registry;
 use diffsamp::evaluate::{evaluate, write_plots, EvalOptions};
-use diffsamp::io::load_samples;
+use diffsamp::io::{load_resampled, load_samples, read_npy};
 use diffsamp::metrics::SinkhornConfig;
 use std::path::PathBuf;
 
@@ -33,6 +33,10 @@ pub struct Args {
     /// Write PNG plots into this directory.
     #[arg(long)]
     plots: Option<PathBuf>,
+    /// Importance log-weights of the generated samples (`diffsamp sample --log-weights`): the
+    /// samples are first importance-resampled (systematic, seeded by `--seed`) to as many rows.
+    #[arg(long)]
+    log_weights: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -40,7 +44,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         bail!("--sinkhorn-eps must be ≥ 0, got {}", a.sinkhorn_eps);
     }
     let system = registry::system(&a.system)?;
-    let gen = load_samples(&a.samples, system.energy.as_ref()).context("generated samples")?;
+    let gen = match &a.log_weights {
+        Some(w) => {
+            let energy = system.energy.as_ref();
+            let n_rows = read_npy(w).context("importance log-weights")?.data.len();
+            let (gen, report) = load_resampled(&a.samples, w, energy, n_rows, a.seed, system.log_z)
+                .context("importance-resampling the generated samples")?;
+            eprintln!("importance weights: {report}; evaluating the resampled set");
+            gen
+        }
+        None => load_samples(&a.samples, system.energy.as_ref()).context("generated samples")?,
+    };
     let reference =
         load_samples(&a.reference, system.energy.as_ref()).context("reference samples")?;
     let opts = EvalOptions {

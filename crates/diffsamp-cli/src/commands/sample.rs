@@ -4,6 +4,7 @@ use super::train::Reporter;
 use anyhow::bail;
 use diffsamp::io::write_npy;
 use diffsamp::methods::adjoint_sampling::Run;
+use diffsamp::sde::importance::ImportanceReport;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -23,6 +24,10 @@ pub struct Args {
     /// Seed of the simulation noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also write each sample's path-space importance log-weight (float64 `[n]`) here; costs
+    /// one energy evaluation per sample. Pass it to `diffsamp eval --log-weights`.
+    #[arg(long)]
+    log_weights: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -35,7 +40,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let run = Run::load(&a.run)?;
     let nfe = a.steps.map_or(run.config().eval_nfe(), |s| s + 1);
     let mut rep = Reporter::new();
-    let x = run.sample(a.n, nfe, a.seed, &mut |ev| rep.on(ev))?;
+    let (x, log_w) = match &a.log_weights {
+        Some(_) => {
+            let (x, w) = run.sample_weighted(a.n, nfe, a.seed, &mut |ev| rep.on(ev))?;
+            (x, Some(w))
+        }
+        None => (run.sample(a.n, nfe, a.seed, &mut |ev| rep.on(ev))?, None),
+    };
     let system = run.config().system()?;
     let shape = match system.energy.point_cloud() {
         Some(p) => vec![a.n, p.n, p.spatial],
@@ -45,6 +56,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(d)?;
     }
     write_npy(&a.out, &shape, &x, false)?;
+    if let (Some(path), Some(w)) = (&a.log_weights, &log_w) {
+        if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d)?;
+        }
+        write_npy(path, &[a.n], w, true)?;
+        let r = ImportanceReport::from_log_weights(w, system.log_z)?;
+        eprintln!("importance weights: {r} -> {}", path.display());
+    }
     let bad = x.iter().filter(|v| !v.is_finite()).count();
     eprintln!(
         "{} samples of {} ({} steps, epoch {}) -> {}{}",

@@ -137,6 +137,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         summary.epochs, summary.energy_evals, summary.train_wall_seconds
     );
     print!("{}", summary.report.table());
+    if let Some(i) = &summary.importance {
+        println!("importance weights: {}", i.weights);
+        println!("importance-resampled samples (reweighted toward p; not the AS protocol):");
+        print!("{}", i.resampled.table());
+    }
     eprintln!(
         "samples -> {}\nmetrics -> {} and {}\nplots -> {}",
         a.out.join("samples.npy").display(),

@@ -6,4 +6,4 @@ pub mod samples;
 
 pub use config_files::{from_toml, resolve_data_file};
 pub use npy::{read_npy, write_npy, NpyArray};
-pub use samples::{load_samples, Samples};
+pub use samples::{load_resampled, load_samples, Samples};

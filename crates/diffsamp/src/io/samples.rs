@@ -2,6 +2,7 @@
 
 use super::npy::read_npy;
 use crate::error::{Error, Result};
+use crate::sde::importance::{resample_rows, ImportanceReport};
 use diffsamp_energy::Energy;
 use std::path::Path;
 
@@ -44,6 +45,34 @@ impl Samples {
     }
 }
 
+/// An error naming `path` unless `shape` is `[N, dim]` or, for particle systems,
+/// `[N, particles, spatial]` (molecules: `[N, a, b]` with a·b = dim).
+fn check_shape(path: &Path, shape: &[usize], energy: &dyn Energy) -> Result<()> {
+    let dim = energy.dim();
+    let ok = match (shape, energy.particles()) {
+        ([_, d], _) => *d == dim,
+        ([_, n, s], Some(p)) => *n == p.n && *s == p.spatial,
+        // Molecules (no particle symmetry in the sampler) stored as [N, atoms, 3].
+        ([_, n, s], None) => n * s == dim,
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match energy.particles() {
+        Some(p) => format!("[N, {dim}] or [N, {}, {}]", p.n, p.spatial),
+        None => format!("[N, {dim}] (or [N, a, b] with a·b = {dim})"),
+    };
+    Err(Error::Format {
+        path: path.to_path_buf(),
+        why: format!(
+            "shape {:?} does not fit system '{}': expected {expected}",
+            shape,
+            energy.name()
+        ),
+    })
+}
+
 /// Loads samples of `energy` from a `.npy` file of shape `[N, dim]` or, for particle systems,
 /// `[N, particles, spatial]`. Particle systems are moved to the zero-COM subspace. Rows with
 /// NaN/inf are dropped and counted. A shape that does not match the system is an error that
@@ -51,27 +80,7 @@ impl Samples {
 pub fn load_samples(path: &Path, energy: &dyn Energy) -> Result<Samples> {
     let arr = read_npy(path)?;
     let dim = energy.dim();
-    let ok = match (arr.shape.as_slice(), energy.particles()) {
-        ([_, d], _) => *d == dim,
-        ([_, n, s], Some(p)) => *n == p.n && *s == p.spatial,
-        // Molecules (no particle symmetry in the sampler) stored as [N, atoms, 3].
-        ([_, n, s], None) => n * s == dim,
-        _ => false,
-    };
-    if !ok {
-        let expected = match energy.particles() {
-            Some(p) => format!("[N, {dim}] or [N, {}, {}]", p.n, p.spatial),
-            None => format!("[N, {dim}] (or [N, a, b] with a·b = {dim})"),
-        };
-        return Err(Error::Format {
-            path: path.to_path_buf(),
-            why: format!(
-                "shape {:?} does not fit system '{}': expected {expected}",
-                arr.shape,
-                energy.name()
-            ),
-        });
-    }
+    check_shape(path, &arr.shape, energy)?;
     let mut s = Samples::from_rows(arr.data, dim)?;
     if s.n == 0 {
         return Err(Error::Format {
@@ -83,4 +92,59 @@ pub fn load_samples(path: &Path, energy: &dyn Energy) -> Result<Samples> {
         p.remove_com_batch(&mut s.data);
     }
     Ok(s)
+}
+
+/// Loads samples as [`load_samples`] does, together with their importance log-weights (a `.npy`
+/// of shape `[N]` written by `diffsamp sample --log-weights`), and returns `n_out` rows drawn by
+/// systematic importance resampling (seeded by `seed`), with the weights' summary
+/// (`log_z_exact` when the target's normaliser is known). Rows of weight zero (log w = −∞)
+/// are never drawn; a non-finite row with a positive weight, or a count that differs between
+/// the two files, is an error naming the files.
+pub fn load_resampled(
+    samples: &Path,
+    log_weights: &Path,
+    energy: &dyn Energy,
+    n_out: usize,
+    seed: u64,
+    log_z_exact: Option<f64>,
+) -> Result<(Samples, ImportanceReport)> {
+    let raw = load_samples_unfiltered(samples, energy)?;
+    let w = read_npy(log_weights)?;
+    let dim = energy.dim();
+    let n = raw.len() / dim;
+    if w.shape.as_slice() != [n] {
+        return Err(Error::Format {
+            path: log_weights.to_path_buf(),
+            why: format!(
+                "shape {:?} does not match the {n} samples of {}: expected [{n}]",
+                w.shape,
+                samples.display()
+            ),
+        });
+    }
+    if let Some(i) = (0..n).find(|&i| {
+        w.data[i] != f64::NEG_INFINITY && raw[i * dim..(i + 1) * dim].iter().any(|v| !v.is_finite())
+    }) {
+        return Err(Error::Format {
+            path: log_weights.to_path_buf(),
+            why: format!(
+                "sample {i} of {} is not finite but has a positive weight",
+                samples.display()
+            ),
+        });
+    }
+    let report = ImportanceReport::from_log_weights(&w.data, log_z_exact)?;
+    let rows = resample_rows(&raw, dim, &w.data, n_out, seed)?;
+    let mut s = Samples::from_rows(rows, dim)?;
+    if let Some(p) = energy.particles() {
+        p.remove_com_batch(&mut s.data);
+    }
+    Ok((s, report))
+}
+
+/// The rows of a samples file checked for shape, non-finite rows kept (row-major `[N, dim]`).
+fn load_samples_unfiltered(path: &Path, energy: &dyn Energy) -> Result<Vec<f64>> {
+    let arr = read_npy(path)?;
+    check_shape(path, &arr.shape, energy)?;
+    Ok(arr.data)
 }

@@ -31,6 +31,8 @@ pub struct Rollout {
     pub x1: Tensor,
     /// Number of control evaluations made (= steps).
     pub n_steps: usize,
+    /// log dQ/dP^u of each path `[batch]` (f64), from [`EulerMaruyama::simulate_with_path_weights`].
+    pub log_base_ratio: Option<Tensor>,
 }
 
 /// Euler–Maruyama integrator of dX = σ(t)² v(t, X) dt + σ(t) dB, X_0 = 0, on a fixed grid:
@@ -73,17 +75,68 @@ impl EulerMaruyama {
         batch: usize,
         noise: &mut dyn NoiseSource,
     ) -> Rollout {
+        self.run(schedule, control, batch, noise, false)
+    }
+
+    /// [`EulerMaruyama::simulate`] (same noise, same X_1) that also accumulates, per path, the
+    /// log density ratio of the discrete base chain Q (zero control) to the controlled one P^u:
+    ///
+    /// log dQ/dP^u = Σ_k [ −σ_k √Δt_k ⟨v_k, ε_k⟩ − ½ σ_k² Δt_k ‖v_k‖² ],
+    ///
+    /// the Girsanov sum of the Euler–Maruyama transitions N(x + σ² v Δt, σ² Δt) against
+    /// N(x, σ² Δt) (exact for the discrete chain). For particle systems v and ε are projected on
+    /// the zero-COM subspace, where the chain lives. With [`EulerMaruyama::base_variance`] this
+    /// gives the path-space importance weights of [`crate::sde::importance`].
+    pub fn simulate_with_path_weights(
+        &self,
+        schedule: &dyn Schedule,
+        control: &dyn Control,
+        batch: usize,
+        noise: &mut dyn NoiseSource,
+    ) -> Rollout {
+        self.run(schedule, control, batch, noise, true)
+    }
+
+    /// H = Σ_k σ(t_k)² Δt_k: the per-coordinate variance of X_1 under the discrete base chain
+    /// (zero control), i.e. the discrete counterpart of h²(1).
+    pub fn base_variance(&self, schedule: &dyn Schedule) -> f64 {
+        self.times
+            .windows(2)
+            .map(|w| schedule.sigma(w[0]).powi(2) * (w[1] - w[0]))
+            .sum()
+    }
+
+    fn run(
+        &self,
+        schedule: &dyn Schedule,
+        control: &dyn Control,
+        batch: usize,
+        noise: &mut dyn NoiseSource,
+        track_weights: bool,
+    ) -> Rollout {
         assert!(self.times.len() >= 2, "a time grid needs at least 2 points");
         let options = self.options;
         let shape = [batch as i64, self.dim as i64];
+        let project = |v: &Tensor| match self.particles {
+            Some(p) => remove_com(v, p),
+            None => v.shallow_clone(),
+        };
         tch::no_grad(|| {
             let mut x = Tensor::zeros(shape, options);
+            let mut log_ratio =
+                track_weights.then(|| Tensor::zeros([batch as i64], (Kind::Double, options.1)));
             for w in self.times.windows(2) {
                 let (t, dt) = (w[0], w[1] - w[0]);
                 let sigma = schedule.sigma(t);
                 let t_vec = Tensor::full([batch as i64], t, options);
                 let v = control.control(&t_vec, &x);
                 let eps = noise.standard_normal(&shape, options.0, options.1);
+                if let Some(l) = log_ratio.as_mut() {
+                    let (pv, pe) = (project(&v), project(&eps));
+                    let cross = (&pv * &pe).sum_dim_intlist(1, false, Kind::Double);
+                    let norm2 = pv.square().sum_dim_intlist(1, false, Kind::Double);
+                    *l -= cross * (sigma * dt.sqrt()) + norm2 * (0.5 * sigma * sigma * dt);
+                }
                 x = x + v * (sigma * sigma * dt) + eps * (sigma * dt.sqrt());
                 if let Some(p) = self.particles {
                     x = remove_com(&x, p);
@@ -92,6 +145,7 @@ impl EulerMaruyama {
             Rollout {
                 x1: x,
                 n_steps: self.times.len() - 1,
+                log_base_ratio: log_ratio,
             }
         })
     }

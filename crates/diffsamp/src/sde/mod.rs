@@ -1,7 +1,9 @@
-//! Stochastic differential equations: noise schedules, seeded Gaussian noise and Euler–Maruyama.
+//! Stochastic differential equations: noise schedules, seeded Gaussian noise, Euler–Maruyama
+//! and the path-space importance weights of its rollouts.
 //!
 //! Time convention: t = 0 is the start (point mass at the origin, noise side), t = 1 the sample.
 pub mod euler_maruyama;
+pub mod importance;
 pub mod noise;
 pub mod schedule;
 

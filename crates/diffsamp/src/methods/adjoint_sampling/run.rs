@@ -8,8 +8,10 @@
 //!       metrics.jsonl   one line per evaluation: every figure of the EvalReport
 //!       reference.npy   MCMC reference, when `evaluation.reference = "mcmc"` (cached)
 //!       samples.npy     final samples, float32, `[n, particles, spatial]` or `[n, dim]`
+//!       log_weights.npy their path-space importance log-weights, float64, `[n]`
 //!       final.json      final evaluation (2000 vs 2000 by default) and run totals
 //!       plots/*.png     energy and distance histograms vs reference, 2-D scatter
+//!       plots/resampled/ the same for the importance-resampled final samples
 //! ```
 //!
 //! Killing the process at any moment loses at most the epochs since the last checkpoint: the
@@ -25,7 +27,9 @@ use crate::methods::adjoint_sampling::config::{AsConfig, NetworkConfig, Referenc
 use crate::methods::adjoint_sampling::{EpochReport, Trainer};
 use crate::metrics::SinkhornConfig;
 use crate::nn::{checkpoint, Control, Egnn, Mlp, StateLayout};
+use crate::sde::importance::{log_weights, resample_rows, ImportanceReport};
 use crate::sde::HostNoise;
+use diffsamp_energy::energies_batch;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -37,6 +41,7 @@ const EPOCHS_LOG: &str = "epochs.jsonl";
 const METRICS_LOG: &str = "metrics.jsonl";
 const REFERENCE: &str = "reference.npy";
 const SAMPLES: &str = "samples.npy";
+const LOG_WEIGHTS: &str = "log_weights.npy";
 const FINAL: &str = "final.json";
 const PLOTS: &str = "plots";
 
@@ -83,6 +88,30 @@ pub struct FinalSummary {
     pub n_samples: usize,
     pub eval_nfe: usize,
     pub report: EvalReport,
+    /// Path-space importance weights of the final samples and the evaluation of the
+    /// importance-resampled set (absent when every weight is zero, and in runs written before
+    /// the weights existed).
+    #[serde(default)]
+    pub importance: Option<ImportanceSummary>,
+}
+
+/// The importance-weight figures of a final evaluation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportanceSummary {
+    /// log Z estimate, its error, ESS of the final samples' weights.
+    pub weights: ImportanceReport,
+    /// The same metrics for as many samples drawn from the final ones by systematic importance
+    /// resampling: what the sampler gives once reweighted toward p (not the AS protocol).
+    pub resampled: EvalReport,
+}
+
+/// One evaluation: metrics, the data behind the plots, the samples and their log-weights.
+struct Evaluation {
+    report: EvalReport,
+    data: crate::evaluate::EvalData,
+    x: Vec<f64>,
+    log_w: Vec<f64>,
+    importance: Option<ImportanceReport>,
 }
 
 /// An open run directory with its trainer.
@@ -203,6 +232,39 @@ impl Run {
         seed: u64,
         observer: &mut dyn FnMut(RunEvent),
     ) -> Result<Vec<f64>> {
+        Ok(self.rollouts(n, nfe, seed, false, observer)?.0)
+    }
+
+    /// [`Run::sample`] (the same samples for the same seed) with the path-space importance
+    /// log-weights of [`crate::sde::importance`] `[n]`: log w = −E(X_1) + ‖X_1‖²/(2H) +
+    /// (d'/2) ln(2πH) + log dQ/dP^u. Costs one energy evaluation per sample.
+    pub fn sample_weighted(
+        &self,
+        n: usize,
+        nfe: usize,
+        seed: u64,
+        observer: &mut dyn FnMut(RunEvent),
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (x, path) = self.rollouts(n, nfe, seed, true, observer)?;
+        let (ratio, base_variance) = path.expect("weighted rollouts");
+        let energy = self.system.energy.as_ref();
+        let dim = energy.dim();
+        let free_dim = energy.point_cloud().map_or(dim, |p| dim - p.spatial);
+        let energies = energies_batch(energy, &x)?;
+        let log_w = log_weights(&x, dim, &energies, &ratio, base_variance, free_dim)?;
+        Ok((x, log_w))
+    }
+
+    /// Rollouts in chunks; with `weighted`, also each path's log dQ/dP^u and the base variance.
+    #[allow(clippy::type_complexity)]
+    fn rollouts(
+        &self,
+        n: usize,
+        nfe: usize,
+        seed: u64,
+        weighted: bool,
+        observer: &mut dyn FnMut(RunEvent),
+    ) -> Result<(Vec<f64>, Option<(Vec<f64>, f64)>)> {
         if nfe < 2 {
             return Err(Error::Config {
                 key: "steps".into(),
@@ -217,15 +279,24 @@ impl Run {
         let chunk = (PAIR_ROWS_PER_CHUNK / pairs).clamp(1, 1024);
         let mut noise = HostNoise::seeded(seed);
         let mut out = Vec::with_capacity(n * self.system.energy.dim());
+        let mut ratio = Vec::new();
+        let mut base_variance = f64::NAN;
         let mut done = 0;
         observer(RunEvent::Sampling { done, total: n });
         while done < n {
             let m = chunk.min(n - done);
-            out.extend(self.trainer.sample_with_nfe(m, nfe, &mut noise));
+            if weighted {
+                let (x, r, h) = self.trainer.sample_weighted_with_nfe(m, nfe, &mut noise);
+                out.extend(x);
+                ratio.extend(r);
+                base_variance = h;
+            } else {
+                out.extend(self.trainer.sample_with_nfe(m, nfe, &mut noise));
+            }
             done += m;
             observer(RunEvent::Sampling { done, total: n });
         }
-        Ok(out)
+        Ok((out, weighted.then_some((ratio, base_variance))))
     }
 
     /// The reference samples of the evaluation (drawing and caching an MCMC reference when
@@ -261,17 +332,18 @@ impl Run {
     }
 
     /// Samples `n` configurations (seed derived from the evaluation seed and `epoch`) and
-    /// evaluates them against `reference`.
+    /// evaluates them against `reference`; also returns their importance log-weights and
+    /// summary (`None` when every weight is zero).
     fn evaluate_at(
         &self,
         n: usize,
         reference: &Samples,
         observer: &mut dyn FnMut(RunEvent),
-    ) -> Result<(EvalReport, crate::evaluate::EvalData, Vec<f64>)> {
+    ) -> Result<Evaluation> {
         let ev = &self.config.evaluation;
         let epoch = self.trainer.epochs_done() as u64;
         let seed = ev.seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let x = self.sample(n, self.config.eval_nfe(), seed, observer)?;
+        let (x, log_w) = self.sample_weighted(n, self.config.eval_nfe(), seed, observer)?;
         let dim = self.system.energy.dim();
         let generated = Samples::from_rows(x.clone(), dim)?;
         if generated.n == 0 {
@@ -280,7 +352,20 @@ impl Run {
             )));
         }
         observer(RunEvent::Status("computing metrics"));
-        let opts = EvalOptions {
+        let (report, data) = evaluate(&self.system, &generated, reference, &self.eval_options(n))?;
+        let importance = ImportanceReport::from_log_weights(&log_w, self.system.log_z).ok();
+        Ok(Evaluation {
+            report,
+            data,
+            x,
+            log_w,
+            importance,
+        })
+    }
+
+    fn eval_options(&self, n: usize) -> EvalOptions {
+        let ev = &self.config.evaluation;
+        EvalOptions {
             n: Some(n),
             seed: ev.seed,
             sinkhorn: (ev.sinkhorn_epsilon > 0.0 && self.system.energy.particles().is_none()).then(
@@ -290,20 +375,39 @@ impl Run {
                 },
             ),
             ..EvalOptions::default()
-        };
-        let (report, data) = evaluate(&self.system, &generated, reference, &opts)?;
-        Ok((report, data, x))
+        }
+    }
+
+    /// The evaluation of `n` samples drawn by systematic importance resampling of `e`'s
+    /// samples (seeded by the evaluation seed).
+    fn evaluate_resampled(
+        &self,
+        e: &Evaluation,
+        reference: &Samples,
+    ) -> Result<(EvalReport, crate::evaluate::EvalData)> {
+        let dim = self.system.energy.dim();
+        let n = e.log_w.len();
+        let seed = self.config.evaluation.seed ^ 0x5e5a;
+        let x = resample_rows(&e.x, dim, &e.log_w, n, seed)?;
+        let generated = Samples::from_rows(x, dim)?;
+        evaluate(&self.system, &generated, reference, &self.eval_options(n))
     }
 
     fn log_evaluation(
         &self,
         report: &EvalReport,
+        importance: Option<&ImportanceReport>,
         wall: f64,
         loss: f64,
         is_final: bool,
     ) -> Result<()> {
         let mut v = serde_json::to_value(report).expect("report serialises");
         let obj = v.as_object_mut().expect("report is an object");
+        if let Some(i) = importance {
+            obj.insert("log_z_estimate".into(), i.log_z_estimate.into());
+            obj.insert("log_z_std_error".into(), i.log_z_std_error.into());
+            obj.insert("ess_fraction".into(), i.ess_fraction.into());
+        }
         obj.insert("epoch".into(), self.trainer.epochs_done().into());
         obj.insert("energy_evals".into(), self.trainer.energy_evals().into());
         obj.insert("loss".into(), loss.into());
@@ -368,11 +472,11 @@ impl Run {
             }
             if ev_every > 0 && r.epoch % ev_every == 0 && r.epoch < total {
                 let n = self.config.evaluation.n_samples;
-                let (report, _, _) = self.evaluate_at(n, &reference, observer)?;
-                self.log_evaluation(&report, wall, r.mean_loss, false)?;
+                let e = self.evaluate_at(n, &reference, observer)?;
+                self.log_evaluation(&e.report, e.importance.as_ref(), wall, r.mean_loss, false)?;
                 observer(RunEvent::Evaluated {
                     epoch: r.epoch,
-                    report: &report,
+                    report: &e.report,
                 });
             }
         }
@@ -383,17 +487,41 @@ impl Run {
         }
         let n = self.config.evaluation.final_n_samples;
         observer(RunEvent::Status("final evaluation"));
-        let (report, data, x) = self.evaluate_at(n, &reference, observer)?;
+        let e = self.evaluate_at(n, &reference, observer)?;
         let shape = match self.system.energy.point_cloud() {
             Some(p) => vec![n, p.n, p.spatial],
             None => vec![n, self.system.energy.dim()],
         };
         let tmp = self.dir.join("samples.tmp.npy");
-        write_npy(&tmp, &shape, &x, false)?;
+        write_npy(&tmp, &shape, &e.x, false)?;
         let samples_path = self.dir.join(SAMPLES);
-        std::fs::rename(&tmp, &samples_path).map_err(|e| Error::io(&samples_path, e))?;
-        write_plots(&self.dir.join(PLOTS), &self.system, &data)?;
-        self.log_evaluation(&report, train_wall, last_loss, true)?;
+        std::fs::rename(&tmp, &samples_path).map_err(|err| Error::io(&samples_path, err))?;
+        let tmp = self.dir.join("log_weights.tmp.npy");
+        write_npy(&tmp, &[n], &e.log_w, true)?;
+        let weights_path = self.dir.join(LOG_WEIGHTS);
+        std::fs::rename(&tmp, &weights_path).map_err(|err| Error::io(&weights_path, err))?;
+        write_plots(&self.dir.join(PLOTS), &self.system, &e.data)?;
+        let importance = match &e.importance {
+            Some(weights) => {
+                observer(RunEvent::Status(
+                    "evaluating the importance-resampled samples",
+                ));
+                let (resampled, data) = self.evaluate_resampled(&e, &reference)?;
+                write_plots(&self.dir.join(PLOTS).join("resampled"), &self.system, &data)?;
+                Some(ImportanceSummary {
+                    weights: weights.clone(),
+                    resampled,
+                })
+            }
+            None => None,
+        };
+        self.log_evaluation(
+            &e.report,
+            e.importance.as_ref(),
+            train_wall,
+            last_loss,
+            true,
+        )?;
         let summary = FinalSummary {
             system: self.config.system.clone(),
             epochs: self.trainer.epochs_done(),
@@ -401,7 +529,8 @@ impl Run {
             train_wall_seconds: train_wall,
             n_samples: n,
             eval_nfe: self.config.eval_nfe(),
-            report,
+            report: e.report,
+            importance,
         };
         let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
         write_atomic(&final_path, &json)?;

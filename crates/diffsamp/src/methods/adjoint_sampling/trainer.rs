@@ -281,11 +281,34 @@ impl Trainer {
 
     /// [`Trainer::sample`] on another grid of `nfe` points (e.g. 1000 for evaluation).
     pub fn sample_with_nfe(&self, n: usize, nfe: usize, noise: &mut dyn NoiseSource) -> Vec<f64> {
-        let em = EulerMaruyama {
+        self.sample_on(&self.grid(nfe), n, noise)
+    }
+
+    /// [`Trainer::sample_with_nfe`] (the same X_1 for the same noise) with the path terms of the
+    /// importance weights ([`crate::sde::importance`]): returns X_1 `[n, dim]`, log dQ/dP^u of
+    /// each path `[n]` and the grid's base variance H.
+    pub fn sample_weighted_with_nfe(
+        &self,
+        n: usize,
+        nfe: usize,
+        noise: &mut dyn NoiseSource,
+    ) -> (Vec<f64>, Vec<f64>, f64) {
+        let em = self.grid(nfe);
+        let schedule = &self.settings.schedule;
+        let rollout = em.simulate_with_path_weights(schedule, self.sampling_control(), n, noise);
+        let ratio = rollout.log_base_ratio.as_ref().expect("tracked");
+        (
+            to_host(&rollout.x1),
+            to_host(ratio),
+            em.base_variance(schedule),
+        )
+    }
+
+    fn grid(&self, nfe: usize) -> EulerMaruyama {
+        EulerMaruyama {
             times: crate::sde::uniform_grid(nfe),
             ..self.em.clone()
-        };
-        self.sample_on(&em, n, noise)
+        }
     }
 
     fn sample_on(&self, em: &EulerMaruyama, n: usize, noise: &mut dyn NoiseSource) -> Vec<f64> {
