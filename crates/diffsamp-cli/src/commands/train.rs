@@ -82,7 +82,14 @@ impl Reporter {
                     }
                 }
             }
-            RunEvent::Evaluated { epoch, report } => {
+            RunEvent::Evaluated {
+                epoch,
+                report,
+                importance,
+            } => {
+                let ess = importance
+                    .map(|i| format!(" ESS {:.1}%", 100.0 * i.ess_fraction))
+                    .unwrap_or_default();
                 self.last_eval = match report.w2 {
                     Some(w2) => format!(" | W2 {w2:.3} E-W2 {:.3}", report.energy_w2),
                     None => format!(
@@ -93,7 +100,7 @@ impl Reporter {
                             .map(|s| format!(" Sinkhorn {s:.4}"))
                             .unwrap_or_default()
                     ),
-                };
+                } + &ess;
                 if self.phase.is_none() {
                     eprintln!("evaluation at epoch {epoch}:{}", self.last_eval);
                 }

@@ -61,6 +61,8 @@ pub enum RunEvent<'a> {
     Evaluated {
         epoch: usize,
         report: &'a EvalReport,
+        /// The samples' importance-weight summary (`None` when every weight is zero).
+        importance: Option<&'a ImportanceReport>,
     },
     /// Sampling progress: `done` of `total` samples drawn.
     Sampling { done: usize, total: usize },
@@ -477,6 +479,7 @@ impl Run {
                 observer(RunEvent::Evaluated {
                     epoch: r.epoch,
                     report: &e.report,
+                    importance: e.importance.as_ref(),
                 });
             }
         }
@@ -537,6 +540,7 @@ impl Run {
         observer(RunEvent::Evaluated {
             epoch: summary.epochs,
             report: &summary.report,
+            importance: summary.importance.as_ref().map(|i| &i.weights),
         });
         Ok(summary)
     }
