@@ -42,6 +42,7 @@ reference = "val_split_DW4.npy"
 every = 3
 n_samples = 40
 final_n_samples = 60
+min_resampled_ess = 1.0
 "#
     )
 }
@@ -305,6 +306,27 @@ fn a_killed_run_resumes_and_ends_exactly_where_an_uninterrupted_run_does() {
 }
 
 #[test]
+fn the_resampled_evaluation_is_skipped_below_the_ess_threshold() {
+    let d = tmp_dir("ess");
+    let text = tiny_config(2).replace("min_resampled_ess = 1.0", "min_resampled_ess = 1e9");
+    let cfg = write_config(&d, &text);
+    let run = d.join("run");
+    let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("final.json")).unwrap()).unwrap();
+    assert_eq!(fin["importance"]["weights"]["n"], 60);
+    assert!(fin["importance"]["resampled"].is_null(), "{fin}");
+    assert!(!run.join("plots/resampled").exists());
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("importance-resampled samples: not evaluated"),
+        "{table}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
 fn bad_configs_fail_before_training_and_name_the_key() {
     let d = tmp_dir("bad");
     let base = tiny_config(2);
@@ -327,6 +349,10 @@ fn bad_configs_fail_before_training_and_name_the_key() {
             "evaluation.reference",
         ),
         (base.replace("\"dw4\"", "\"lj7\""), "system"),
+        (
+            base.replace("min_resampled_ess = 1.0", "min_resampled_ess = -1.0"),
+            "evaluation.min_resampled_ess",
+        ),
         (base.replace("nfe = 10", "nfe = 1"), "training.nfe"),
         (
             base.replace("threads = 1", "threads = 1\ndevice = \"tpu\""),

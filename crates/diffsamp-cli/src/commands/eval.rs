@@ -51,6 +51,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let (gen, report) = load_resampled(&a.samples, w, energy, n_rows, a.seed, system.log_z)
                 .context("importance-resampling the generated samples")?;
             eprintln!("importance weights: {report}; evaluating the resampled set");
+            let ess = report.ess_fraction * report.n as f64;
+            if ess < 100.0 {
+                eprintln!(
+                    "warning: an ESS of {ess:.1} samples: a few samples fill the resampled set \
+                     (its figures mean little, and its Sinkhorn metrics converge slowly)"
+                );
+            }
             gen
         }
         None => load_samples(&a.samples, system.energy.as_ref()).context("generated samples")?,

@@ -146,8 +146,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     print!("{}", summary.report.table());
     if let Some(i) = &summary.importance {
         println!("importance weights: {}", i.weights);
-        println!("importance-resampled samples (reweighted toward p; not the AS protocol):");
-        print!("{}", i.resampled.table());
+        match &i.resampled {
+            Some(r) => {
+                println!("importance-resampled samples (reweighted toward p; not the AS protocol):");
+                print!("{}", r.table());
+            }
+            None => println!(
+                "importance-resampled samples: not evaluated (ESS below evaluation.min_resampled_ess)"
+            ),
+        }
     }
     eprintln!(
         "samples -> {}\nmetrics -> {} and {}\nplots -> {}",

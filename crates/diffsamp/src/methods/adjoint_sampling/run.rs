@@ -104,7 +104,8 @@ pub struct ImportanceSummary {
     pub weights: ImportanceReport,
     /// The same metrics for as many samples drawn from the final ones by systematic importance
     /// resampling: what the sampler gives once reweighted toward p (not the AS protocol).
-    pub resampled: EvalReport,
+    /// Absent when the ESS is below `evaluation.min_resampled_ess`.
+    pub resampled: Option<EvalReport>,
 }
 
 /// One evaluation: metrics, the data behind the plots, the samples and their log-weights.
@@ -506,11 +507,17 @@ impl Run {
         write_plots(&self.dir.join(PLOTS), &self.system, &e.data)?;
         let importance = match &e.importance {
             Some(weights) => {
-                observer(RunEvent::Status(
-                    "evaluating the importance-resampled samples",
-                ));
-                let (resampled, data) = self.evaluate_resampled(&e, &reference)?;
-                write_plots(&self.dir.join(PLOTS).join("resampled"), &self.system, &data)?;
+                let ess = weights.ess_fraction * weights.n as f64;
+                let resampled = if ess >= self.config.evaluation.min_resampled_ess {
+                    observer(RunEvent::Status(
+                        "evaluating the importance-resampled samples",
+                    ));
+                    let (report, data) = self.evaluate_resampled(&e, &reference)?;
+                    write_plots(&self.dir.join(PLOTS).join("resampled"), &self.system, &data)?;
+                    Some(report)
+                } else {
+                    None
+                };
                 Some(ImportanceSummary {
                     weights: weights.clone(),
                     resampled,
