@@ -5,6 +5,7 @@ use diffsamp::energy::registry;
 use diffsamp::evaluate::{evaluate, write_plots, EvalOptions};
 use diffsamp::io::{load_resampled, load_samples, read_npy};
 use diffsamp::metrics::SinkhornConfig;
+use diffsamp::sde::importance::MIN_USEFUL_ESS;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -51,8 +52,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let (gen, report) = load_resampled(&a.samples, w, energy, n_rows, a.seed, system.log_z)
                 .context("importance-resampling the generated samples")?;
             eprintln!("importance weights: {report}; evaluating the resampled set");
-            let ess = report.ess_fraction * report.n as f64;
-            if ess < 100.0 {
+            let ess = report.effective_sample_size();
+            if ess < MIN_USEFUL_ESS {
                 eprintln!(
                     "warning: an ESS of {ess:.1} samples: a few samples fill the resampled set \
                      (its figures mean little, and its Sinkhorn metrics converge slowly)"

@@ -66,6 +66,10 @@ pub fn log_weights(
         .collect())
 }
 
+/// The effective sample size below which an importance-resampled set is a handful of samples
+/// repeated: its metrics mean little (and Sinkhorn converges very slowly on it).
+pub const MIN_USEFUL_ESS: f64 = 100.0;
+
 /// What a set of path-space importance weights says about a sampler.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImportanceReport {
@@ -86,6 +90,11 @@ pub struct ImportanceReport {
 }
 
 impl ImportanceReport {
+    /// ESS = (Σw)² / Σw² = `ess_fraction` · N.
+    pub fn effective_sample_size(&self) -> f64 {
+        self.ess_fraction * self.n as f64
+    }
+
     /// Summarises log-weights `[N]` (−∞ = weight zero); `log_z_exact` when known.
     pub fn from_log_weights(log_w: &[f64], log_z_exact: Option<f64>) -> Result<Self> {
         let positive: Vec<f64> = log_w.iter().copied().filter(|v| v.is_finite()).collect();

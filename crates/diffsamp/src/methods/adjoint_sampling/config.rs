@@ -104,7 +104,7 @@ fn default_sinkhorn_epsilon() -> f64 {
     1e-3
 }
 fn default_min_resampled_ess() -> f64 {
-    100.0
+    crate::sde::importance::MIN_USEFUL_ESS
 }
 
 /// A whole Adjoint Sampling run: target, network, training loop, evaluation, bookkeeping.

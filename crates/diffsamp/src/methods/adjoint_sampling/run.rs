@@ -507,7 +507,7 @@ impl Run {
         write_plots(&self.dir.join(PLOTS), &self.system, &e.data)?;
         let importance = match &e.importance {
             Some(weights) => {
-                let ess = weights.ess_fraction * weights.n as f64;
+                let ess = weights.effective_sample_size();
                 let resampled = if ess >= self.config.evaluation.min_resampled_ess {
                     observer(RunEvent::Status(
                         "evaluating the importance-resampled samples",
