@@ -14,11 +14,14 @@ pub mod lennard_jones;
 pub mod many_well;
 pub mod molecule;
 pub mod particles;
+pub mod quadrature;
 pub mod registry;
 pub mod student_t;
 pub mod tempered;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod torsional;
+pub mod von_mises;
 
 pub use batch::{energies_batch, energy_and_grad_batch, EnergyBatch};
 pub use double_well::{DoubleWell, DoubleWellParams};
@@ -29,9 +32,12 @@ pub use lennard_jones::LennardJones;
 pub use many_well::{ManyWell, QuarticWell};
 pub use molecule::Molecule;
 pub use particles::Particles;
+pub use quadrature::TorusQuadrature;
 pub use registry::{by_name, force_field, known_systems, system, Modes, System};
 pub use student_t::StudentTMixture;
 pub use tempered::Tempered;
+pub use torsional::{Embedding, TorsionalMolecule};
+pub use von_mises::TorusVonMises;
 
 /// A target density p*(x) ∝ exp(-E(x)) with E in kT units.
 ///
@@ -61,6 +67,19 @@ pub trait Energy: Send + Sync {
     fn point_cloud(&self) -> Option<Particles> {
         self.particles()
             .or_else(|| self.molecule().map(|m| m.layout()))
+    }
+
+    /// Whether every coordinate is an angle on the flat torus [−π, π) (torsional targets):
+    /// samplers then wrap their paths, and the base law of Adjoint Sampling is the wrapped
+    /// normal.
+    fn periodic(&self) -> bool {
+        false
+    }
+
+    /// For a target on internal coordinates of a molecule: the map to and from its Cartesian
+    /// configurations.
+    fn embedding(&self) -> Option<&dyn Embedding> {
+        None
     }
 
     /// E(x), writing ∇E(x) into `grad`. Both slices have length [`Energy::dim`]
@@ -100,6 +119,12 @@ impl<E: Energy + ?Sized> Energy for Box<E> {
     }
     fn molecule(&self) -> Option<Molecule> {
         (**self).molecule()
+    }
+    fn periodic(&self) -> bool {
+        (**self).periodic()
+    }
+    fn embedding(&self) -> Option<&dyn Embedding> {
+        (**self).embedding()
     }
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         (**self).energy_grad(x, grad)

@@ -2,8 +2,11 @@
 
 use crate::{
     DoubleWell, Energy, EnergyError, ExactSampler, ForceFieldEnergy, GaussianMixture, LennardJones,
-    LogPartition, ManyWell, StudentTMixture,
+    LogPartition, ManyWell, StudentTMixture, TorusQuadrature, TorusVonMises,
 };
+
+/// Grid points per angle of the quadrature sampler of `aldp-phi-psi` (cells of 1°).
+const ALDP_PHI_PSI_GRID: usize = 360;
 
 /// Temperature (K) of the registered alanine-dipeptide targets.
 pub const ALDP_TEMPERATURE: f64 = 300.0;
@@ -22,6 +25,8 @@ const KNOWN: &[&str] = &[
     "mos2",
     "aldp",
     "aldp-ff14sb-obc1",
+    "aldp-phi-psi",
+    "torus-2",
 ];
 
 /// The names of all registered systems.
@@ -142,6 +147,20 @@ pub fn system(name: &str) -> Result<System, EnergyError> {
         "mos2" => mos(StudentTMixture::mos2()),
         "aldp" => System::plain(ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?),
         "aldp-ff14sb-obc1" => System::plain(ForceFieldEnergy::aldp_ff14sb_obc1(ALDP_TEMPERATURE)?),
+        "aldp-phi-psi" => {
+            let energy = crate::torsional::aldp_phi_psi(
+                "aldp-phi-psi",
+                ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?,
+            )?;
+            let grid = TorusQuadrature::new(energy.clone(), ALDP_PHI_PSI_GRID)?;
+            System {
+                log_z: Some(grid.log_z()),
+                exact: Some(Box::new(grid)),
+                energy: Box::new(energy),
+                modes: None,
+            }
+        }
+        "torus-2" => System::sampleable(TorusVonMises::torus2(), None),
         _ => {
             return Err(EnergyError::UnknownSystem {
                 name: name.to_string(),
@@ -205,6 +224,8 @@ mod tests {
             ("mos2", 2, true),
             ("aldp", 66, false),
             ("aldp-ff14sb-obc1", 66, false),
+            ("aldp-phi-psi", 2, true),
+            ("torus-2", 2, true),
         ];
         for (name, dim, exact) in dims {
             let s = system(name).unwrap();
@@ -214,6 +235,10 @@ mod tests {
             assert_eq!(
                 s.energy.particles().is_some(),
                 name.starts_with("dw") || name.starts_with("lj")
+            );
+            assert_eq!(
+                s.energy.periodic(),
+                name == "torus-2" || name == "aldp-phi-psi"
             );
         }
         assert_eq!(system("gmm40").unwrap().modes.unwrap().n_modes, 40);
@@ -229,7 +254,8 @@ mod tests {
     fn force_fields_are_the_molecules() {
         for name in known_systems() {
             let ff = force_field(name).unwrap();
-            assert_eq!(ff.is_some(), name.starts_with("aldp"), "{name}");
+            let cartesian = name.starts_with("aldp") && *name != "aldp-phi-psi";
+            assert_eq!(ff.is_some(), cartesian, "{name}");
             if let Some(ff) = ff {
                 assert_eq!(ff.name(), *name);
                 assert!(ff.molecule().is_some());

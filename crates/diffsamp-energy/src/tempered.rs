@@ -63,6 +63,14 @@ impl<E: Energy> Energy for Tempered<E> {
         self.inner.molecule()
     }
 
+    fn periodic(&self) -> bool {
+        self.inner.periodic()
+    }
+
+    fn embedding(&self) -> Option<&dyn crate::Embedding> {
+        self.inner.embedding()
+    }
+
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         let e = self.inner.energy_grad(x, grad);
         grad.iter_mut().for_each(|g| *g *= self.inv_temperature);

@@ -53,6 +53,7 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
         n_frequencies: 8,
         max_frequency: 4.0,
         length_scale: 2.0,
+        periodic: false,
     });
     let model = PitaModel::new(&vs.root(), &net, &StateLayout::vector(1))?;
     let shadow = VarStore::new(Device::Cpu);

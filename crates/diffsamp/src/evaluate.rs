@@ -51,7 +51,8 @@ pub struct EvalReport {
     pub reference_non_finite_dropped: usize,
     /// Geometric W2 of the Adjoint Sampling protocol (particle systems).
     pub w2: Option<f64>,
-    /// Plain W2 without alignment: sqrt of the exact OT cost with ‖x − y‖² (DEM convention).
+    /// Plain W2 without alignment: sqrt of the exact OT cost with ‖x − y‖² (DEM convention);
+    /// for periodic targets with the flat-torus distance Σ min(|Δ|, 2π − |Δ|)².
     pub plain_w2: f64,
     /// Energy W2 = sqrt of the 1-D OT cost between the energy samples (AS convention).
     pub energy_w2: f64,
@@ -75,6 +76,10 @@ pub struct EvalReport {
     pub mode_weight_tvd: Option<f64>,
     /// Backbone-torsion metrics (alanine dipeptide).
     pub torsions: Option<TorsionReport>,
+    /// Periodic targets: KL(reference ‖ generated) of the 200-bin histogram on [−π, π] of
+    /// each angle (ε = 1e-5, as the torsion KLs).
+    #[serde(default)]
+    pub kl_angles: Option<Vec<f64>>,
     pub seconds: f64,
 }
 
@@ -196,13 +201,26 @@ pub fn evaluate(
     let ew2 = m::wasserstein2_1d(&e_gen_f, &e_ref_f)?;
     let (mg, sg) = mean_std(&e_gen_f);
     let (mr, sr) = mean_std(&e_ref_f);
-    let plain = m::plain_w2(&gen, &refs, dim, m::SizeMismatch::Error)?;
+    let periodic = energy.periodic();
+    let plain = if periodic {
+        m::torus_w2(&gen, &refs, dim, m::SizeMismatch::Error)?
+    } else {
+        m::plain_w2(&gen, &refs, dim, m::SizeMismatch::Error)?
+    };
 
     let (mut w2, mut distance_tvd) = (None, None);
     let (mut sk_cost, mut sk_div, mut sk_eps) = (None, None, None);
     let (mut covered, mut n_modes, mut mode_tvd) = (None, None, None);
-    let mut torsions = None;
-    if let Some(p) = energy.particles() {
+    let (mut torsions, mut kl_angles) = (None, None);
+    if periodic {
+        let column =
+            |v: &[f64], j: usize| -> Vec<f64> { v.chunks_exact(dim).map(|r| r[j]).collect() };
+        kl_angles = Some(
+            (0..dim)
+                .map(|j| m::alanine::torsion_kl(&column(&refs, j), &column(&gen, j)))
+                .collect::<std::result::Result<Vec<f64>, _>>()?,
+        );
+    } else if let Some(p) = energy.particles() {
         let layout = m::ParticleLayout::new(p.n, p.spatial);
         w2 = Some(m::geometric_w2(&gen, &refs, layout, &m::GeometricW2Config::default())?.w2);
         distance_tvd =
@@ -251,6 +269,7 @@ pub fn evaluate(
         n_modes,
         mode_weight_tvd: mode_tvd,
         torsions,
+        kl_angles,
         seconds: start.elapsed().as_secs_f64(),
     };
     let data = EvalData {
@@ -286,7 +305,14 @@ impl EvalReport {
             }
         };
         add("W2 (aligned, AS protocol)", self.w2);
-        add("W2 (plain, unaligned)", Some(self.plain_w2));
+        if let Some(kls) = &self.kl_angles {
+            add("W2 on the torus", Some(self.plain_w2));
+            for (j, kl) in kls.iter().enumerate() {
+                add(&format!("KL of angle {j} (200 bins)"), Some(*kl));
+            }
+        } else {
+            add("W2 (plain, unaligned)", Some(self.plain_w2));
+        }
         add("energy W2", Some(self.energy_w2));
         add("energy W2² (DEM convention)", Some(self.energy_w2_squared));
         add("mean energy generated", Some(self.energy_mean_generated));

@@ -5,13 +5,14 @@ use diffsamp::energy::registry;
 pub fn run() -> anyhow::Result<()> {
     println!(
         "{:<18} {:>5}  {:<10} {:<6} {:>10}",
-        "system", "dim", "particles", "exact", "log Z"
+        "system", "dim", "space", "exact", "log Z"
     );
     for name in registry::known_systems() {
         let s = registry::system(name)?;
         let particles = match (s.energy.particles(), s.energy.molecule()) {
             (Some(p), _) => format!("{}x{}", p.n, p.spatial),
             (None, Some(m)) => format!("{} atoms", m.n_atoms()),
+            (None, None) if s.energy.periodic() => "torus".into(),
             (None, None) => "-".into(),
         };
         let log_z = s

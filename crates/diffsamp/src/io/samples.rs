@@ -77,11 +77,32 @@ fn check_shape(path: &Path, shape: &[usize], energy: &dyn Energy) -> Result<()> 
 /// `[N, particles, spatial]`. Particle systems are moved to the zero-COM subspace. Rows with
 /// NaN/inf are dropped and counted. A shape that does not match the system is an error that
 /// names the file, the shape found and the one expected.
+///
+/// A target on internal coordinates of a molecule ([`Energy::embedding`], e.g. torsions) also
+/// accepts Cartesian configurations of that molecule (`[N, atoms · 3]` or `[N, atoms, 3]`),
+/// converted row by row to its coordinates.
 pub fn load_samples(path: &Path, energy: &dyn Energy) -> Result<Samples> {
     let arr = read_npy(path)?;
     let dim = energy.dim();
-    check_shape(path, &arr.shape, energy)?;
-    let mut s = Samples::from_rows(arr.data, dim)?;
+    let row: usize = arr.shape.iter().skip(1).product();
+    let data = match energy.embedding() {
+        Some(emb) if arr.shape.len() >= 2 && row == emb.cartesian_dim() => arr
+            .data
+            .chunks_exact(row)
+            .flat_map(|x| {
+                if x.iter().all(|v| v.is_finite()) {
+                    emb.internal_of(x)
+                } else {
+                    vec![f64::NAN; dim]
+                }
+            })
+            .collect(),
+        _ => {
+            check_shape(path, &arr.shape, energy)?;
+            arr.data
+        }
+    };
+    let mut s = Samples::from_rows(data, dim)?;
     if s.n == 0 {
         return Err(Error::Format {
             path: path.to_path_buf(),
@@ -147,4 +168,30 @@ fn load_samples_unfiltered(path: &Path, energy: &dyn Energy) -> Result<Vec<f64>>
     let arr = read_npy(path)?;
     check_shape(path, &arr.shape, energy)?;
     Ok(arr.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics as m;
+
+    #[test]
+    fn a_torsional_target_reads_cartesian_configurations_as_its_angles() {
+        let energy = crate::energy::by_name("aldp-phi-psi").unwrap();
+        let path = diffsamp_energy::data::shared_data_file("aldp_300K_val_nm.npy").unwrap();
+        let s = load_samples(&path, energy.as_ref()).unwrap();
+        assert_eq!((s.n, s.dim), (5000, 2));
+        let cart = read_npy(&path).unwrap();
+        let phi = m::alanine::phi(&cart.data[..66 * 10]).unwrap();
+        let psi = m::alanine::psi(&cart.data[..66 * 10]).unwrap();
+        for i in 0..10 {
+            assert!((s.row(i)[0] - phi[i]).abs() < 1e-9 && (s.row(i)[1] - psi[i]).abs() < 1e-9);
+        }
+        // Rows that are neither angles nor the molecule's coordinates are refused.
+        let bad = std::env::temp_dir().join(format!("diffsamp-tors-{}.npy", std::process::id()));
+        crate::io::write_npy(&bad, &[3, 5], &[0.0; 15], false).unwrap();
+        let e = load_samples(&bad, energy.as_ref()).unwrap_err();
+        assert!(e.to_string().contains("aldp-phi-psi"), "{e}");
+        std::fs::remove_file(&bad).unwrap();
+    }
 }

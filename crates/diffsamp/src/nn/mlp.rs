@@ -24,6 +24,10 @@ pub struct MlpConfig {
     /// ±40 (GMM-40) do not start with saturated first-layer units (default 1).
     #[serde(default = "unit_length_scale")]
     pub length_scale: f64,
+    /// Angles on the flat torus: the network sees [cos x, sin x] instead of x / ℓ, so that
+    /// v_θ is 2π-periodic in every coordinate (set for periodic targets; default false).
+    #[serde(default)]
+    pub periodic: bool,
 }
 
 fn unit_length_scale() -> f64 {
@@ -38,6 +42,7 @@ impl Default for MlpConfig {
             n_frequencies: 16,
             max_frequency: 32.0,
             length_scale: 1.0,
+            periodic: false,
         }
     }
 }
@@ -83,7 +88,8 @@ impl MlpConfig {
 ///
 /// φ(t) = [sin(2π f_k t), cos(2π f_k t)]_k  `[batch, 2F]`,
 /// e(t) = W_t2 SiLU(W_t1 φ(t) + b_t1) + b_t2,
-/// z = SiLU(W_in x / ℓ + b_in + e(t)),  z ← SiLU(W_k z + b_k) (k = 1..n_layers),
+/// z = SiLU(W_in x / ℓ + b_in + e(t))  (periodic: W_in [cos x, sin x]),
+/// z ← SiLU(W_k z + b_k) (k = 1..n_layers),
 /// v = W_out z + b_out   (W_out Xavier with gain 1e-3, no bias: v ≈ 0 at start).
 ///
 /// Shapes: t `[batch]`, x `[batch, dim]` → `[batch, dim]`. Parameters (path segments = field
@@ -129,7 +135,10 @@ impl Mlp {
         Ok(Self {
             time_in: linear(path / "time_in", f2, h, f2, true),
             time_out: linear(path / "time_out", h, h, h, true),
-            input: linear(path / "input", dim, h, dim, true),
+            input: {
+                let d_in = if config.periodic { 2 * dim } else { dim };
+                linear(path / "input", d_in, h, d_in, true)
+            },
             layers: (0..config.n_layers)
                 .map(|k| linear(&layers_path / k, h, h, h, true))
                 .collect(),
@@ -186,7 +195,9 @@ impl Mlp {
             .apply(&self.time_in)
             .silu()
             .apply(&self.time_out);
-        let x = if self.config.length_scale == 1.0 {
+        let x = if self.config.periodic {
+            Tensor::cat(&[x.cos(), x.sin()], 1)
+        } else if self.config.length_scale == 1.0 {
             x.shallow_clone()
         } else {
             x / self.config.length_scale
@@ -220,6 +231,7 @@ mod tests {
             n_frequencies: 4,
             max_frequency: 8.0,
             length_scale: 1.0,
+            periodic: false,
         };
         let net = Mlp::new(&vs.root(), dim, cfg).unwrap();
         (vs, net)
@@ -296,6 +308,7 @@ mod tests {
         assert!(matches!(bad.validate(), Err(Error::Config { key, .. }) if key == "n_frequencies"));
         let bad = MlpConfig {
             length_scale: 0.0,
+            periodic: false,
             ..MlpConfig::default()
         };
         assert!(matches!(bad.validate(), Err(Error::Config { key, .. }) if key == "length_scale"));
@@ -313,6 +326,7 @@ mod tests {
             3,
             MlpConfig {
                 length_scale: 20.0,
+                periodic: false,
                 ..net.config().clone()
             },
         )
@@ -324,5 +338,30 @@ mod tests {
         let a = scaled.forward(&t, &x);
         let b = net.forward(&t, &(&x / 20.0));
         assert!(a.allclose(&b, 1e-6, 1e-6, false));
+    }
+
+    #[test]
+    fn a_periodic_network_is_2pi_periodic_in_every_coordinate() {
+        let _rng = torch_rng();
+        tch::manual_seed(6);
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = MlpConfig {
+            hidden: 16,
+            n_layers: 1,
+            periodic: true,
+            ..MlpConfig::default()
+        };
+        let net = Mlp::new(&vs.root(), 2, cfg).unwrap();
+        randomise(&vs, 7, 0.5);
+        let t = Tensor::from_slice(&[0.1f64, 0.7, 0.3]).to_kind(Kind::Float);
+        let x = Tensor::randn([3, 2], (Kind::Float, Device::Cpu)) * 2.0;
+        let a = net.forward(&t, &x);
+        let shift = Tensor::from_slice(&[std::f32::consts::TAU, -2.0 * std::f32::consts::TAU]);
+        let b = net.forward(&t, &(&x + shift.unsqueeze(0)));
+        assert!(
+            a.abs().max().double_value(&[]) > 1e-3,
+            "a non-trivial output"
+        );
+        assert!(a.allclose(&b, 1e-4, 1e-4, false), "{a} vs {b}");
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::energy::Particles;
 use crate::nn::Control;
-use crate::sde::{NoiseSource, Schedule};
+use crate::sde::{torus, NoiseSource, Schedule, StateSpace};
 use tch::{Device, Kind, Tensor};
 
 /// The time grid linspace(0, 1, `nfe`): `nfe` points, `nfe − 1` steps (REFERENCE §1.5).
@@ -39,7 +39,9 @@ pub struct Rollout {
 ///
 /// x ← x + σ(t_k)² v(t_k, x) Δt_k + σ(t_k) √Δt_k ε,  ε ~ N(0, I) of dimension `dim`,
 ///
-/// followed by COM removal when `particles` is given (paths then stay in the zero-COM subspace).
+/// followed by COM removal when `particles` is given (paths then stay in the zero-COM subspace)
+/// or by wrapping into [−π, π) when `periodic` (paths on the flat torus; the Girsanov sum of
+/// the path weights is that of the unwrapped chain, whose wrap this chain is).
 #[derive(Clone, Debug)]
 pub struct EulerMaruyama {
     /// Increasing time grid from 0 to 1 (see [`uniform_grid`]); `times.len() − 1` steps.
@@ -50,6 +52,8 @@ pub struct EulerMaruyama {
     pub particles: Option<Particles>,
     /// Floating kind (f32 for networks) and device of the state.
     pub options: (Kind, Device),
+    /// Wrap every coordinate into [−π, π) after each step (torsional targets).
+    pub periodic: bool,
 }
 
 impl EulerMaruyama {
@@ -64,6 +68,15 @@ impl EulerMaruyama {
             dim,
             particles,
             options: (Kind::Float, device),
+            periodic: false,
+        }
+    }
+
+    /// An integrator for `space`: COM removal on the zero-COM space, wrapping on the torus.
+    pub fn for_space(nfe: usize, dim: usize, space: StateSpace, device: Device) -> Self {
+        Self {
+            periodic: space == StateSpace::Torus,
+            ..Self::uniform(nfe, dim, space.particles(), device)
         }
     }
 
@@ -140,6 +153,9 @@ impl EulerMaruyama {
                 x = x + v * (sigma * sigma * dt) + eps * (sigma * dt.sqrt());
                 if let Some(p) = self.particles {
                     x = remove_com(&x, p);
+                }
+                if self.periodic {
+                    x = torus::wrap_tensor(&x);
                 }
             }
             Rollout {
@@ -223,6 +239,7 @@ mod tests {
             dim: 1,
             particles: None,
             options: (Kind::Double, Device::Cpu),
+            periodic: false,
         };
         let out = em.simulate(&s, &ctrl, 4000, &mut noise);
         let m = em_variance(&s, &times);
@@ -242,5 +259,28 @@ mod tests {
         };
         assert!(run(9).equal(&run(9)));
         assert!(!run(9).equal(&run(10)));
+    }
+
+    #[test]
+    fn periodic_paths_stay_on_the_torus_with_the_wrapped_base_law() {
+        // Zero control: X_1 = wrap of N(0, H), so E[cos X_1] = exp(−H/2) per coordinate.
+        let s = Geometric::new(0.01 * std::f64::consts::PI, std::f64::consts::PI).unwrap();
+        let em = EulerMaruyama {
+            options: (Kind::Double, Device::Cpu),
+            ..EulerMaruyama::for_space(50, 2, StateSpace::Torus, Device::Cpu)
+        };
+        assert!(em.periodic && em.particles.is_none());
+        let n = 10_000;
+        let out = em.simulate(&s, &zero, n, &mut HostNoise::seeded(12));
+        let x: Vec<f64> = Vec::try_from(&out.x1.flatten(0, -1)).unwrap();
+        let pi = std::f64::consts::PI;
+        assert!(x.iter().all(|v| (-pi..pi).contains(v)));
+        let h = em.base_variance(&s);
+        let c = x.iter().map(|v| v.cos()).sum::<f64>() / x.len() as f64;
+        let want = (-h / 2.0).exp();
+        assert!(
+            (c - want).abs() < 4.0 * (0.5 / x.len() as f64).sqrt(),
+            "{c} vs {want}"
+        );
     }
 }

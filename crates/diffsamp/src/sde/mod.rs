@@ -6,7 +6,10 @@ pub mod euler_maruyama;
 pub mod importance;
 pub mod noise;
 pub mod schedule;
+pub mod space;
+pub mod torus;
 
 pub use euler_maruyama::{remove_com, uniform_grid, EulerMaruyama, Rollout};
 pub use noise::{HostNoise, NoiseSource, TorchNoise};
 pub use schedule::{BridgeCoefficients, Geometric, Schedule};
+pub use space::StateSpace;

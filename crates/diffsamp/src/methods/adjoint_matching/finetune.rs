@@ -470,6 +470,7 @@ mod tests {
             n_frequencies: 4,
             max_frequency: 4.0,
             length_scale: 1.0,
+            periodic: false,
         };
         let reward = Reward::parse(spec, 2).unwrap();
         FineTuner::new(Base::Exact(two_modes()), reward, net, settings, Device::Cpu).unwrap()

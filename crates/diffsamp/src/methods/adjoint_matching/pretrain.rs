@@ -232,6 +232,7 @@ mod tests {
             n_frequencies: 4,
             max_frequency: 4.0,
             length_scale: 1.0,
+            periodic: false,
         }
     }
 

@@ -223,6 +223,22 @@ impl AsConfig {
         }
         self.network
             .validate_for(&self.system, system.point_cloud())?;
+        if let NetworkConfig::Mlp(c) = &self.network {
+            if c.periodic != system.periodic() {
+                let why = if system.periodic() {
+                    format!(
+                        "'{}' lives on the torus of angles: set periodic = true",
+                        self.system
+                    )
+                } else {
+                    format!(
+                        "'{}' is not an angle target: periodic must be false",
+                        self.system
+                    )
+                };
+                return bad("network.mlp.periodic", why);
+            }
+        }
         in_table("training", self.training.validate())?;
         let ev = &self.evaluation;
         if ev.n_samples == 0 {

@@ -1,8 +1,7 @@
 //! Terminal adjoint and the Reciprocal Adjoint Matching loss (REFERENCE §1.3–1.4).
 
-use crate::energy::Particles;
 use crate::nn::Control;
-use crate::sde::{remove_com, NoiseSource, Schedule};
+use crate::sde::{remove_com, torus, NoiseSource, Schedule, StateSpace};
 use tch::{Kind, Tensor};
 
 /// Scales `g` in place so that ‖g‖ ≤ `max_norm` (unchanged when already inside the ball).
@@ -14,22 +13,26 @@ fn clip_norm(g: &mut [f64], max_norm: f64) {
     }
 }
 
-/// Terminal adjoint of Adjoint Sampling for a batch, in f64 (REFERENCE §1.3):
+/// Terminal adjoint of Adjoint Sampling for a batch, in f64 (REFERENCE §1.3, §1.6):
 ///
-/// a(X_1) = clip(∇E(X_1)) − X_1 / h²(1),  then COM removed for particle systems.
+/// a(X_1) = clip(∇E(X_1)) − ∇ log p_1^base(X_1), i.e.
+/// clip(∇E) − X_1 / h²(1) in R^d, then COM removed for particle systems, and
+/// clip(∇E) − ∂ log WN(X_1; h²(1)) per coordinate on the torus (wrapped normal base law).
 ///
 /// `x1` and `grad` are row-major `[batch, dim]` (∇E from the energy); `h2_terminal` = h²(1).
 /// Clipping (when `max_norm` is given) acts on ∇E only, before the base term is added: per
-/// particle (each `spatial`-vector) for particle systems, per row for vector targets.
+/// particle (each `spatial`-vector) for particle systems, per row otherwise.
 /// Returns `[batch, dim]`.
 pub fn terminal_adjoint(
     x1: &[f64],
     grad: &[f64],
     dim: usize,
     h2_terminal: f64,
-    particles: Option<Particles>,
+    space: impl Into<StateSpace>,
     max_norm: Option<f64>,
 ) -> Vec<f64> {
+    let space = space.into();
+    let particles = space.particles();
     assert_eq!(x1.len(), grad.len(), "x1 and grad differ in length");
     assert!(
         dim > 0 && x1.len().is_multiple_of(dim),
@@ -42,6 +45,12 @@ pub fn terminal_adjoint(
     if let Some(m) = max_norm {
         let group = particles.map_or(dim, |p| p.spatial);
         a.chunks_exact_mut(group).for_each(|g| clip_norm(g, m));
+    }
+    if space == StateSpace::Torus {
+        a.iter_mut()
+            .zip(x1)
+            .for_each(|(ai, xi)| *ai -= torus::wrapped_normal_score(*xi, h2_terminal));
+        return a;
     }
     let inv_h2 = 1.0 / h2_terminal;
     a.iter_mut().zip(x1).for_each(|(ai, xi)| *ai -= xi * inv_h2);
@@ -63,13 +72,19 @@ pub struct BridgeSample {
 
 /// Draws t = u^`time_power` with u ~ U[0, 1] (1: t uniform) and X_t | X_1 from the base
 /// bridge of `schedule` for every row of `x1` `[batch, dim]`.
+///
+/// On the torus the base process is the wrapped one: each coordinate of X_1 is first lifted to
+/// X_1 + 2πk with k ∝ N(X_1 + 2πk; 0, h²(1)) (which lift the unwrapped path ended at), the
+/// Euclidean bridge runs to the lift, and X_t is wrapped.
 pub fn sample_bridge(
     schedule: &dyn Schedule,
     x1: &Tensor,
-    particles: Option<Particles>,
+    space: impl Into<StateSpace>,
     time_power: f64,
     noise: &mut dyn NoiseSource,
 ) -> BridgeSample {
+    let space = space.into();
+    let particles = space.particles();
     let size = x1.size();
     let (batch, kind, device) = (size[0], x1.kind(), x1.device());
     let mut ts = noise.uniform(batch as usize);
@@ -92,7 +107,24 @@ pub fn sample_bridge(
     if let Some(p) = particles {
         eps = remove_com(&eps, p);
     }
-    let x_t = x1 * col(&coef) + eps * col(&std);
+    let x_t = if space == StateSpace::Torus {
+        let h2_1 = schedule.h2_terminal();
+        let host: Vec<f64> =
+            Vec::try_from(&x1.to_kind(Kind::Double).flatten(0, -1)).expect("f64 tensor to host");
+        let u = noise.uniform(host.len());
+        let lifted: Vec<f64> = host
+            .iter()
+            .zip(&u)
+            .map(|(x, u)| torus::sample_lift(*x, h2_1, *u))
+            .collect();
+        let lifted = Tensor::from_slice(&lifted)
+            .to_kind(kind)
+            .to_device(device)
+            .view(size.as_slice());
+        torus::wrap_tensor(&(lifted * col(&coef) + eps * col(&std)))
+    } else {
+        x1 * col(&coef) + eps * col(&std)
+    };
     BridgeSample {
         t: Tensor::from_slice(&ts).to_kind(kind).to_device(device),
         x_t,
@@ -114,11 +146,12 @@ pub fn ram_loss(
     schedule: &dyn Schedule,
     x1: &Tensor,
     adjoint: &Tensor,
-    particles: Option<Particles>,
+    space: impl Into<StateSpace>,
     time_power: f64,
     noise: &mut dyn NoiseSource,
 ) -> Tensor {
-    let bridge = tch::no_grad(|| sample_bridge(schedule, x1, particles, time_power, noise));
+    let space = space.into();
+    let bridge = tch::no_grad(|| sample_bridge(schedule, x1, space, time_power, noise));
     let v = control.control(&bridge.t, &bridge.x_t);
     (v + adjoint).square().mean(Kind::Float)
 }
@@ -126,6 +159,7 @@ pub fn ram_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::energy::Particles;
     use crate::nn::layers::testing::torch_rng;
     use crate::sde::{Geometric, HostNoise};
     use tch::Device;
@@ -160,6 +194,79 @@ mod tests {
         let p = Particles { n: 2, spatial: 1 };
         let a = terminal_adjoint(&[0.0, 0.0], &[500.0, -500.0], 2, 1.0, Some(p), Some(100.0));
         assert!(close(&a, &[100.0, -100.0], 1e-12));
+    }
+
+    #[test]
+    fn torus_adjoint_is_periodic_and_uses_the_wrapped_normal_score() {
+        let tau = std::f64::consts::TAU;
+        let (x, g) = ([3.0, -0.5], [0.25, -2.0]);
+        let a = terminal_adjoint(&x, &g, 2, 0.2, StateSpace::Torus, None);
+        // h² = 0.2: the wrapped normal is the plain one away from ±π, but at x = 3 the lift
+        // 3 − 2π (distance 3.28 from 0 against 3) carries weight e^{−(3.28² − 3²)/0.4} ≈ 0.012,
+        // which moves the score from −15 to ≈ −14.64.
+        let s0 = torus::wrapped_normal_score(3.0, 0.2);
+        assert!(
+            (s0 + 3.0 / 0.2).abs() > 0.2,
+            "the lift matters at x = 3: {s0}"
+        );
+        assert!(close(&a, &[0.25 - s0, -2.0 - 0.5 / 0.2], 1e-9), "{a:?}");
+        let shifted = terminal_adjoint(
+            &[3.0 - tau, -0.5 + tau],
+            &g,
+            2,
+            0.2,
+            StateSpace::Torus,
+            None,
+        );
+        assert!(close(&a, &shifted, 1e-9), "{a:?} vs {shifted:?}");
+        // Clipping acts on ∇E per row, as for vector targets.
+        let c = terminal_adjoint(
+            &[0.0, 0.0],
+            &[30.0, 40.0],
+            2,
+            1.0,
+            StateSpace::Torus,
+            Some(5.0),
+        );
+        assert!(close(&c, &[3.0, 4.0], 1e-12), "{c:?}");
+    }
+
+    #[test]
+    fn torus_bridge_marginals_are_the_wrapped_base_laws() {
+        // X_1 ~ WN(0, h²(1)) (the wrapped base process at t = 1); the torus bridge must give
+        // X_t ~ WN(0, h²(t)), whose circular mean is E[cos X_t] = exp(−h²(t)/2).
+        let _rng = torch_rng();
+        tch::manual_seed(11);
+        let s = Geometric::new(0.01 * std::f64::consts::PI, std::f64::consts::PI).unwrap();
+        let n = 20_000;
+        let x1 = torus::wrap_tensor(
+            &(Tensor::randn([n, 1], (Kind::Double, Device::Cpu)) * s.h2_terminal().sqrt()),
+        );
+        let mut noise = HostNoise::seeded(8);
+        let b = sample_bridge(&s, &x1, StateSpace::Torus, 1.0, &mut noise);
+        let ts: Vec<f64> = Vec::try_from(&b.t).unwrap();
+        let xs: Vec<f64> = Vec::try_from(&b.x_t.flatten(0, -1)).unwrap();
+        assert!(xs
+            .iter()
+            .all(|v| (-std::f64::consts::PI..std::f64::consts::PI).contains(v)));
+        for (lo, hi) in [(0.0, 0.05), (0.05, 0.15), (0.15, 0.4), (0.4, 1.0)] {
+            let (mut sum, mut want, mut k) = (0.0f64, 0.0f64, 0.0f64);
+            for (t, x) in ts.iter().zip(&xs) {
+                if (lo..hi).contains(t) {
+                    sum += x.cos();
+                    want += (-s.h2(*t) / 2.0).exp();
+                    k += 1.0;
+                }
+            }
+            // cos has variance ≤ 1/2 here.
+            let tol = 4.0 * (0.5 / k).sqrt();
+            assert!(
+                (sum / k - want / k).abs() < tol,
+                "t in [{lo}, {hi}): {} vs {}",
+                sum / k,
+                want / k
+            );
+        }
     }
 
     #[test]

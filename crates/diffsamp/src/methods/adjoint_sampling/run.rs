@@ -27,7 +27,7 @@ use crate::methods::adjoint_sampling::config::{AsConfig, NetworkConfig, Referenc
 use crate::methods::adjoint_sampling::{EpochReport, Trainer};
 use crate::metrics::SinkhornConfig;
 use crate::nn::{checkpoint, Control, Egnn, Mlp, StateLayout};
-use crate::sde::importance::{log_weights, resample_rows, ImportanceReport};
+use crate::sde::importance::{log_weights, log_weights_torus, resample_rows, ImportanceReport};
 use crate::sde::HostNoise;
 use diffsamp_energy::energies_batch;
 use rand::SeedableRng;
@@ -254,7 +254,11 @@ impl Run {
         let dim = energy.dim();
         let free_dim = energy.point_cloud().map_or(dim, |p| dim - p.spatial);
         let energies = energies_batch(energy, &x)?;
-        let log_w = log_weights(&x, dim, &energies, &ratio, base_variance, free_dim)?;
+        let log_w = if energy.periodic() {
+            log_weights_torus(&x, dim, &energies, &ratio, base_variance)?
+        } else {
+            log_weights(&x, dim, &energies, &ratio, base_variance, free_dim)?
+        };
         Ok((x, log_w))
     }
 

@@ -1,10 +1,10 @@
 //! The Adjoint Sampling outer loop: simulate → evaluate energy once → push → Adam steps.
 
-use crate::energy::{Energy, EnergyBatch, Particles};
+use crate::energy::{Energy, EnergyBatch};
 use crate::error::{Error, Result};
 use crate::methods::adjoint_sampling::{ram_loss, terminal_adjoint, ReplayBuffer};
 use crate::nn::{checkpoint, Adam, AdamConfig, Control, Ema};
-use crate::sde::{EulerMaruyama, Geometric, HostNoise, NoiseSource, Schedule};
+use crate::sde::{EulerMaruyama, Geometric, HostNoise, NoiseSource, Schedule, StateSpace};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::nn::VarStore;
@@ -188,8 +188,9 @@ pub struct EpochReport {
 /// and the run's noise stream.
 pub struct Trainer {
     energy: Box<dyn Energy>,
-    /// Points in space (particles or atoms): COM removal and per-point gradient clipping.
-    particles: Option<Particles>,
+    /// R^d, the zero-COM space of points (particles or atoms: COM removal and per-point
+    /// gradient clipping) or the torus.
+    space: StateSpace,
     vs: VarStore,
     control: Box<dyn Control>,
     optimizer: Adam,
@@ -224,18 +225,18 @@ impl Trainer {
             None => None,
         };
         let dim = energy.dim();
-        let particles = energy.point_cloud();
+        let space = StateSpace::of(energy.as_ref());
         let adam = AdamConfig {
             learning_rate: settings.learning_rate,
             ..AdamConfig::default()
         };
         let optimizer = Adam::new(&vs, adam)?;
         let buffer = ReplayBuffer::new(settings.buffer_size, dim, settings.seed ^ 0x5eed_b0ff)?;
-        let em = EulerMaruyama::uniform(settings.nfe, dim, particles, vs.device());
+        let em = EulerMaruyama::for_space(settings.nfe, dim, space, vs.device());
         Ok(Self {
             noise: HostNoise::seeded(settings.seed),
             energy,
-            particles,
+            space,
             vs,
             control,
             optimizer,
@@ -350,7 +351,7 @@ impl Trainer {
             kept_g.iter_mut().for_each(|g| *g *= beta);
         }
         let h2_1 = s.schedule.h2_terminal();
-        let adjoint = terminal_adjoint(&kept_x, &kept_g, dim, h2_1, self.particles, s.grad_clip);
+        let adjoint = terminal_adjoint(&kept_x, &kept_g, dim, h2_1, self.space, s.grad_clip);
         self.buffer.push(&kept_x, &adjoint)?;
         let mut loss_sum = 0.0;
         let device = self.vs.device();
@@ -365,7 +366,7 @@ impl Trainer {
                 &s.schedule,
                 &batch.x1,
                 &batch.adjoint,
-                self.particles,
+                self.space,
                 s.time_power,
                 &mut self.noise,
             );
@@ -522,6 +523,7 @@ mod tests {
             n_frequencies: 4,
             max_frequency: 8.0,
             length_scale: 1.0,
+            periodic: false,
         };
         let build = |p: &tch::nn::Path| -> Result<Box<dyn Control>> {
             Ok(Box::new(Mlp::new(p, 2, cfg.clone())?))

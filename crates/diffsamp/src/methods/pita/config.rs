@@ -177,6 +177,15 @@ impl PitaConfig {
         }
         self.network
             .validate_for(&self.system, energy.point_cloud())?;
+        if energy.periodic() {
+            return bad(
+                "system",
+                format!(
+                    "'{}' lives on the torus of angles, which PITA's VE diffusion does not support",
+                    self.system
+                ),
+            );
+        }
         self.edm.validate().map_err(|e| e.within("edm"))?;
         match (&self.initial.mcmc, &self.initial.md) {
             (Some(m), None) => {

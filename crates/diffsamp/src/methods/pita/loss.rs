@@ -177,6 +177,7 @@ mod tests {
             n_frequencies: 2,
             max_frequency: 2.0,
             length_scale: 1.0,
+            periodic: false,
         });
         let m = PitaModel::new(&vs.root(), &cfg, &StateLayout::vector(2)).unwrap();
         randomise(&vs, 7, 0.5);

@@ -179,6 +179,7 @@ mod tests {
             n_frequencies: 3,
             max_frequency: 2.0,
             length_scale: 1.0,
+            periodic: false,
         });
         let m = PitaModel::new(&vs.root(), &cfg, &StateLayout::vector(dim)).unwrap();
         randomise(&vs, 5, 0.4);
