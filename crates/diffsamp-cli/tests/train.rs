@@ -466,5 +466,80 @@ fn a_torus_target_is_learned_by_the_wrapped_sde() {
     let kl = fin["report"]["kl_angles"].as_array().unwrap();
     assert_eq!(kl.len(), 2);
     assert!(run.join("plots/samples_2d.png").is_file());
+    // No molecule behind these angles: --cartesian is refused with the reason.
+    let o = diffsamp(&[
+        "sample",
+        "--run",
+        s(&run),
+        "--n",
+        "2",
+        "--out",
+        s(&d.join("a.npy")),
+        "--cartesian",
+        s(&d.join("c.npy")),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no Cartesian embedding"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn torsional_alanine_samples_map_to_conformers_with_those_torsions() {
+    let d = tmp_dir("aldp_tors");
+    let shipped = common::shipped_configs(|n| n == "aldp_phi_psi_as_quick");
+    let text = std::fs::read_to_string(&shipped[0])
+        .unwrap()
+        .replace("epochs = 400", "epochs = 3\nthreads = 1")
+        .replace("samples_per_epoch = 256", "samples_per_epoch = 32")
+        .replace("steps_per_epoch = 50", "steps_per_epoch = 4")
+        .replace("final_n_samples = 2000", "final_n_samples = 100");
+    let cfg = write_config(&d, &text);
+    let run = d.join("run");
+    let o = diffsamp(&["train", "--config", s(&cfg), "--out", s(&run)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (angles, conf) = (d.join("a.npy"), d.join("c.npy"));
+    let o = diffsamp(&[
+        "sample",
+        "--run",
+        s(&run),
+        "--n",
+        "20",
+        "--out",
+        s(&angles),
+        "--cartesian",
+        s(&conf),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = diffsamp::io::read_npy(&angles).unwrap();
+    let c = diffsamp::io::read_npy(&conf).unwrap();
+    assert_eq!(
+        (a.shape.clone(), c.shape.clone()),
+        (vec![20, 2], vec![20, 22, 3])
+    );
+    // φ and ψ of each conformer are the sampled angles (float32 files: 1e-4).
+    let phi = diffsamp::metrics::alanine::phi(&c.data).unwrap();
+    let psi = diffsamp::metrics::alanine::psi(&c.data).unwrap();
+    for (i, r) in a.data.chunks_exact(2).enumerate() {
+        for (got, want) in [(phi[i], r[0]), (psi[i], r[1])] {
+            let dd = (got - want).rem_euclid(std::f64::consts::TAU);
+            assert!(dd.min(std::f64::consts::TAU - dd) < 1e-4, "{got} vs {want}");
+        }
+    }
+    // The Cartesian files of the reference read as angles: evaluation against the MD split.
+    let o = diffsamp(&[
+        "eval",
+        "--system",
+        "aldp-phi-psi",
+        "--samples",
+        s(&angles),
+        "--reference",
+        s(&diffsamp::energy::data::shared_data_file("aldp_300K_val_nm.npy").unwrap()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("W2 on the torus"));
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -28,6 +28,10 @@ pub struct Args {
     /// one energy evaluation per sample. Pass it to `diffsamp eval --log-weights`.
     #[arg(long)]
     log_weights: Option<PathBuf>,
+    /// For a target on internal coordinates (e.g. `aldp-phi-psi`): also write the samples as
+    /// Cartesian conformers of the molecule (float32 `[n, atoms, 3]`) here.
+    #[arg(long)]
+    cartesian: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -38,6 +42,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         bail!("--steps must be at least 1");
     }
     let run = Run::load(&a.run)?;
+    let system = run.config().system()?;
+    if a.cartesian.is_some() && system.energy.embedding().is_none() {
+        bail!(
+            "--cartesian: '{}' has no Cartesian embedding (only targets on a molecule's internal coordinates map to conformers)",
+            run.config().system
+        );
+    }
     let nfe = a.steps.map_or(run.config().eval_nfe(), |s| s + 1);
     let mut rep = Reporter::new();
     let (x, log_w) = match &a.log_weights {
@@ -47,7 +58,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         None => (run.sample(a.n, nfe, a.seed, &mut |ev| rep.on(ev))?, None),
     };
-    let system = run.config().system()?;
     let shape = match system.energy.point_cloud() {
         Some(p) => vec![a.n, p.n, p.spatial],
         None => vec![a.n, system.energy.dim()],
@@ -63,6 +73,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         write_npy(path, &[a.n], w, true)?;
         let r = ImportanceReport::from_log_weights(w, system.log_z)?;
         eprintln!("importance weights: {r} -> {}", path.display());
+    }
+    if let (Some(path), Some(emb)) = (&a.cartesian, system.energy.embedding()) {
+        if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d)?;
+        }
+        let dim = system.energy.dim();
+        let conformers: Vec<f64> = x
+            .chunks_exact(dim)
+            .flat_map(|q| emb.to_cartesian(q))
+            .collect();
+        let atoms = emb.cartesian_dim() / 3;
+        write_npy(path, &[a.n, atoms, 3], &conformers, false)?;
+        eprintln!("{} conformers ({atoms} atoms) -> {}", a.n, path.display());
     }
     let bad = x.iter().filter(|v| !v.is_finite()).count();
     eprintln!(
