@@ -15,6 +15,7 @@
 
 use crate::{data, Energy, EnergyError, Molecule};
 use diffsamp_metrics::dihedral;
+use nalgebra::Vector3;
 
 /// One free torsion: the dihedral i–j–k–l and the atoms that move when it is set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,25 +36,12 @@ pub struct TorsionalMolecule<E> {
     torsions: Vec<Torsion>,
 }
 
-fn atom(x: &[f64], a: usize) -> [f64; 3] {
+fn atom(x: &[f64], a: usize) -> Vector3<f64> {
+    Vector3::new(x[3 * a], x[3 * a + 1], x[3 * a + 2])
+}
+
+fn point(x: &[f64], a: usize) -> [f64; 3] {
     [x[3 * a], x[3 * a + 1], x[3 * a + 2]]
-}
-
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-
-fn unit(a: [f64; 3]) -> [f64; 3] {
-    let n = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
-    [a[0] / n, a[1] / n, a[2] / n]
 }
 
 fn invalid(name: &'static str, value: String, why: &'static str) -> EnergyError {
@@ -169,7 +157,7 @@ impl<E: Energy> TorsionalMolecule<E> {
             .iter()
             .map(|t| {
                 let [i, j, k, l] = t.atoms;
-                dihedral(atom(x, i), atom(x, j), atom(x, k), atom(x, l))
+                dihedral(point(x, i), point(x, j), point(x, k), point(x, l))
             })
             .collect()
     }
@@ -181,18 +169,15 @@ impl<E: Energy> TorsionalMolecule<E> {
         let mut x = self.reference.clone();
         for (t, &target) in self.torsions.iter().zip(tau) {
             let [i, j, k, l] = t.atoms;
-            let now = dihedral(atom(&x, i), atom(&x, j), atom(&x, k), atom(&x, l));
+            let now = dihedral(point(&x, i), point(&x, j), point(&x, k), point(&x, l));
             let (s, c) = (target - now).sin_cos();
             let origin = atom(&x, k);
-            let u = unit(sub(origin, atom(&x, j)));
+            let u = (origin - atom(&x, j)).normalize();
             // Rodrigues: v ← v cos δ + (u × v) sin δ + u ⟨u, v⟩ (1 − cos δ).
             for &a in &t.moving {
-                let v = sub(atom(&x, a), origin);
-                let uv = cross(u, v);
-                let ud = u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
-                for d in 0..3 {
-                    x[3 * a + d] = origin[d] + v[d] * c + uv[d] * s + u[d] * ud * (1.0 - c);
-                }
+                let v = atom(&x, a) - origin;
+                let r = origin + v * c + u.cross(&v) * s + u * (u.dot(&v) * (1.0 - c));
+                x[3 * a..3 * a + 3].copy_from_slice(r.as_slice());
             }
         }
         x
@@ -222,14 +207,11 @@ impl<E: Energy> Energy for TorsionalMolecule<E> {
         let e = self.cartesian.energy_grad(&x, &mut gx);
         for (g, t) in grad.iter_mut().zip(&self.torsions) {
             let k = atom(&x, t.atoms[2]);
-            let u = unit(sub(k, atom(&x, t.atoms[1])));
+            let u = (k - atom(&x, t.atoms[1])).normalize();
             *g = t
                 .moving
                 .iter()
-                .map(|&a| {
-                    let r = cross(u, sub(atom(&x, a), k));
-                    r[0] * gx[3 * a] + r[1] * gx[3 * a + 1] + r[2] * gx[3 * a + 2]
-                })
+                .map(|&a| u.cross(&(atom(&x, a) - k)).dot(&atom(&gx, a)))
                 .sum();
         }
         e
@@ -327,8 +309,7 @@ mod tests {
         let mut d = Vec::new();
         for a in 0..n {
             for b in a + 1..n {
-                let r = sub(atom(x, a), atom(x, b));
-                d.push((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt());
+                d.push((atom(x, a) - atom(x, b)).norm());
             }
         }
         d
@@ -349,10 +330,7 @@ mod tests {
         let bond_len = |x: &[f64]| -> Vec<f64> {
             bonds
                 .iter()
-                .map(|&[a, b]| {
-                    let r = sub(atom(x, a), atom(x, b));
-                    (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt()
-                })
+                .map(|&[a, b]| (atom(x, a) - atom(x, b)).norm())
                 .collect()
         };
         let mut r = rng(3);
@@ -372,7 +350,7 @@ mod tests {
             }
             // Within the ψ side (C, O, NME) every distance is that of the reference.
             let side: Vec<usize> = t.torsions()[1].moving.clone();
-            let pick = |x: &[f64]| -> Vec<f64> { side.iter().flat_map(|&a| atom(x, a)).collect() };
+            let pick = |x: &[f64]| -> Vec<f64> { side.iter().flat_map(|&a| point(x, a)).collect() };
             for (a, b) in distances(&pick(&x))
                 .iter()
                 .zip(distances(&pick(t.reference())))
