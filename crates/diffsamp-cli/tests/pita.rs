@@ -246,6 +246,13 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
             base.replace("system = \"dw4\"", "system = \"nope\""),
             "system",
         ),
+        (
+            base.replace("system = \"dw4\"", "system = \"torus-2\"").replace(
+                "[network.egnn]\nn_layers = 1\nhidden = 8\ncoords_range = 3.0\naggregation = \"sum\"",
+                "[network.mlp]\nhidden = 8\nn_layers = 1\nn_frequencies = 2\nmax_frequency = 1.0",
+            ),
+            "torus of angles",
+        ),
         (base.replace("seed = 5", "seed = 5\nsteps = 3"), "steps"),
         (
             base.replace(
