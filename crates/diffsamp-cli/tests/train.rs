@@ -430,7 +430,8 @@ fn a_torus_target_is_learned_by_the_wrapped_sde() {
     let x = diffsamp::io::read_npy(&run.join("samples.npy")).unwrap();
     assert_eq!(x.shape, vec![2000, 2]);
     let pi = std::f64::consts::PI;
-    assert!(x.data.iter().all(|v| (-pi..pi).contains(v)));
+    // float32 file: −π rounds to −π_f32, 1e-7 below −π.
+    assert!(x.data.iter().all(|v| v.abs() <= pi + 1e-6));
     // torus-2: half of τ₂'s mass in the mode across the wrap at ±π, and
     // E[cos(τ₁ − 1)] = I₁(2)/I₀(2) = 0.6978. Tolerances: 4 binomial / sample standard errors
     // of 2000 draws (0.045, 0.045 for cos with sd ≤ 0.7) plus 0.03 for the learned control.
