@@ -20,20 +20,15 @@ use crate::metrics as m;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-/// log w_i = −E_i + ‖x_i‖²/(2H) + (d'/2) ln(2πH) + ℓ_i for rows x_i of `x1` `[n, dim]`, with
-/// energies E_i, the discrete base variance H = `base_variance`, the free dimension
-/// d' = `free_dim` and ℓ_i = log dQ/dP^u of the path (`log_base_ratio`).
-///
-/// A row with a non-finite coordinate, energy or path term gets log w = −∞ (weight zero);
-/// [`ImportanceReport::n_zero_weight`] counts them, so they are never dropped silently.
-pub fn log_weights(
+/// The shape and range checks shared by [`log_weights`] and [`log_weights_torus`].
+fn check_inputs(
     x1: &[f64],
     dim: usize,
     energies: &[f64],
     log_base_ratio: &[f64],
     base_variance: f64,
     free_dim: usize,
-) -> Result<Vec<f64>> {
+) -> Result<()> {
     let n = energies.len();
     if dim == 0 || x1.len() != n * dim || log_base_ratio.len() != n {
         return Err(Error::Shape(format!(
@@ -49,6 +44,24 @@ pub fn log_weights(
              dimension {free_dim} within 1..={dim}"
         )));
     }
+    Ok(())
+}
+
+/// log w_i = −E_i + ‖x_i‖²/(2H) + (d'/2) ln(2πH) + ℓ_i for rows x_i of `x1` `[n, dim]`, with
+/// energies E_i, the discrete base variance H = `base_variance`, the free dimension
+/// d' = `free_dim` and ℓ_i = log dQ/dP^u of the path (`log_base_ratio`).
+///
+/// A row with a non-finite coordinate, energy or path term gets log w = −∞ (weight zero);
+/// [`ImportanceReport::n_zero_weight`] counts them, so they are never dropped silently.
+pub fn log_weights(
+    x1: &[f64],
+    dim: usize,
+    energies: &[f64],
+    log_base_ratio: &[f64],
+    base_variance: f64,
+    free_dim: usize,
+) -> Result<Vec<f64>> {
+    check_inputs(x1, dim, energies, log_base_ratio, base_variance, free_dim)?;
     let log_norm = 0.5 * free_dim as f64 * (2.0 * std::f64::consts::PI * base_variance).ln();
     Ok(x1
         .chunks_exact(dim)
@@ -80,8 +93,7 @@ pub fn log_weights_torus(
     log_base_ratio: &[f64],
     base_variance: f64,
 ) -> Result<Vec<f64>> {
-    // Shapes and H are checked as for R^d (the returned weights are discarded).
-    log_weights(x1, dim, energies, log_base_ratio, base_variance, dim)?;
+    check_inputs(x1, dim, energies, log_base_ratio, base_variance, dim)?;
     Ok(x1
         .chunks_exact(dim)
         .zip(energies)
