@@ -35,6 +35,14 @@ pub struct Rollout {
     pub log_base_ratio: Option<Tensor>,
 }
 
+/// What a simulation keeps besides X_1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Track {
+    Nothing,
+    Weights,
+    WeightsAndStates,
+}
+
 /// Euler–Maruyama integrator of dX = σ(t)² v(t, X) dt + σ(t) dB, X_0 = 0, on a fixed grid:
 ///
 /// x ← x + σ(t_k)² v(t_k, x) Δt_k + σ(t_k) √Δt_k ε,  ε ~ N(0, I) of dimension `dim`,
@@ -88,7 +96,7 @@ impl EulerMaruyama {
         batch: usize,
         noise: &mut dyn NoiseSource,
     ) -> Rollout {
-        self.run(schedule, control, batch, noise, false)
+        self.run(schedule, control, batch, noise, Track::Nothing).0
     }
 
     /// [`EulerMaruyama::simulate`] (same noise, same X_1) that also accumulates, per path, the
@@ -107,7 +115,21 @@ impl EulerMaruyama {
         batch: usize,
         noise: &mut dyn NoiseSource,
     ) -> Rollout {
-        self.run(schedule, control, batch, noise, true)
+        self.run(schedule, control, batch, noise, Track::Weights).0
+    }
+
+    /// [`EulerMaruyama::simulate_with_path_weights`] (same noise, same X_1) that also returns
+    /// every state of every path, X_{t_k} for k = 0..=K, as `[batch, K + 1, dim]` (detached;
+    /// for the log-variance loss of [`crate::methods::adjoint_sampling::log_variance`]).
+    pub fn simulate_paths(
+        &self,
+        schedule: &dyn Schedule,
+        control: &dyn Control,
+        batch: usize,
+        noise: &mut dyn NoiseSource,
+    ) -> (Rollout, Tensor) {
+        let (rollout, states) = self.run(schedule, control, batch, noise, Track::WeightsAndStates);
+        (rollout, states.expect("states tracked"))
     }
 
     /// H = Σ_k σ(t_k)² Δt_k: the per-coordinate variance of X_1 under the discrete base chain
@@ -125,8 +147,8 @@ impl EulerMaruyama {
         control: &dyn Control,
         batch: usize,
         noise: &mut dyn NoiseSource,
-        track_weights: bool,
-    ) -> Rollout {
+        track: Track,
+    ) -> (Rollout, Option<Tensor>) {
         assert!(self.times.len() >= 2, "a time grid needs at least 2 points");
         let options = self.options;
         let shape = [batch as i64, self.dim as i64];
@@ -136,8 +158,9 @@ impl EulerMaruyama {
         };
         tch::no_grad(|| {
             let mut x = Tensor::zeros(shape, options);
-            let mut log_ratio =
-                track_weights.then(|| Tensor::zeros([batch as i64], (Kind::Double, options.1)));
+            let mut log_ratio = (track != Track::Nothing)
+                .then(|| Tensor::zeros([batch as i64], (Kind::Double, options.1)));
+            let mut states = (track == Track::WeightsAndStates).then(|| vec![x.shallow_clone()]);
             for w in self.times.windows(2) {
                 let (t, dt) = (w[0], w[1] - w[0]);
                 let sigma = schedule.sigma(t);
@@ -157,12 +180,16 @@ impl EulerMaruyama {
                 if self.periodic {
                     x = torus::wrap_tensor(&x);
                 }
+                if let Some(s) = states.as_mut() {
+                    s.push(x.shallow_clone());
+                }
             }
-            Rollout {
+            let rollout = Rollout {
                 x1: x,
                 n_steps: self.times.len() - 1,
                 log_base_ratio: log_ratio,
-            }
+            };
+            (rollout, states.map(|s| Tensor::stack(&s, 1)))
         })
     }
 }

@@ -73,6 +73,9 @@ pub enum RunEvent<'a> {
 pub struct EpochLine {
     pub epoch: usize,
     pub loss: f64,
+    /// Mean log-variance loss of the epoch (with `training.log_variance_weight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_variance: Option<f64>,
     pub mean_energy: f64,
     pub energy_evals: u64,
     pub dropped: usize,
@@ -467,6 +470,7 @@ impl Run {
                 &EpochLine {
                     epoch: r.epoch,
                     loss: r.mean_loss,
+                    log_variance: r.mean_log_variance,
                     mean_energy: r.mean_energy,
                     energy_evals: r.energy_evals,
                     dropped: r.dropped,
