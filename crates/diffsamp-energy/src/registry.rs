@@ -2,8 +2,9 @@
 
 use crate::{
     DoubleWell, Energy, EnergyError, ExactSampler, ForceFieldEnergy, GaussianMixture, LennardJones,
-    LogPartition, ManyWell, StudentTMixture, TorusQuadrature, TorusVonMises,
+    LogPartition, ManyWell, StudentTMixture, TorsionalMolecule, TorusQuadrature, TorusVonMises,
 };
+use std::sync::OnceLock;
 
 /// Grid points per angle of the quadrature sampler of `aldp-phi-psi` (cells of 1°).
 const ALDP_PHI_PSI_GRID: usize = 360;
@@ -132,6 +133,24 @@ impl System {
     }
 }
 
+/// The quadrature of `aldp-phi-psi` (with its energy), built by the first call and shared by
+/// the later ones: its log Z takes a quadrature on a 180² grid of force-field energies, which
+/// [`system`] would otherwise repeat on every call. A failed build is not kept, so a later
+/// call tries again.
+fn aldp_phi_psi_quadrature(
+) -> Result<&'static TorusQuadrature<TorsionalMolecule<ForceFieldEnergy>>, EnergyError> {
+    static QUADRATURE: OnceLock<TorusQuadrature<TorsionalMolecule<ForceFieldEnergy>>> =
+        OnceLock::new();
+    if let Some(q) = QUADRATURE.get() {
+        return Ok(q);
+    }
+    let energy =
+        crate::torsional::aldp_phi_psi("aldp-phi-psi", ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?)?;
+    let q = TorusQuadrature::new(energy, ALDP_PHI_PSI_GRID)?;
+    // A concurrent first call may have won the race with an equal quadrature: keep that one.
+    Ok(QUADRATURE.get_or_init(|| q))
+}
+
 /// The system registered under `name` (see [`known_systems`]); unknown names give
 /// [`EnergyError::UnknownSystem`] listing the known ones.
 pub fn system(name: &str) -> Result<System, EnergyError> {
@@ -173,15 +192,11 @@ pub fn system(name: &str) -> Result<System, EnergyError> {
         "aldp" => System::plain(ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?),
         "aldp-ff14sb-obc1" => System::plain(ForceFieldEnergy::aldp_ff14sb_obc1(ALDP_TEMPERATURE)?),
         "aldp-phi-psi" => {
-            let energy = crate::torsional::aldp_phi_psi(
-                "aldp-phi-psi",
-                ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?,
-            )?;
-            let grid = TorusQuadrature::new(energy.clone(), ALDP_PHI_PSI_GRID)?;
+            let grid = aldp_phi_psi_quadrature()?;
             System {
                 log_z: Some(grid.log_z()),
-                exact: Some(Box::new(grid)),
-                energy: Box::new(energy),
+                exact: Some(Box::new(grid.clone())),
+                energy: Box::new(grid.energy().clone()),
                 modes: None,
                 angles: Some(ALDP_PHI_PSI_ANGLES.map(String::from).to_vec()),
             }
@@ -291,6 +306,29 @@ mod tests {
         assert_eq!(names.len(), 12);
         assert_eq!((names[0].as_str(), names[11].as_str()), ("τ₁", "τ₁₂"));
         assert_eq!(torsion_names(&DoubleWell::dw4()), None);
+    }
+
+    #[test]
+    fn aldp_phi_psi_is_built_once_with_an_unchanged_log_z() {
+        let (a, b) = (
+            system("aldp-phi-psi").unwrap(),
+            system("aldp-phi-psi").unwrap(),
+        );
+        // Later calls share the first one's quadrature instead of repeating it.
+        let q = aldp_phi_psi_quadrature().unwrap();
+        assert!(std::ptr::eq(q, aldp_phi_psi_quadrature().unwrap()));
+        // The cached log Z is bit for bit that of a quadrature built from scratch.
+        let energy = crate::torsional::aldp_phi_psi(
+            "aldp-phi-psi",
+            ForceFieldEnergy::aldp(ALDP_TEMPERATURE).unwrap(),
+        )
+        .unwrap();
+        let x = [0.3, -1.2];
+        let fresh = TorusQuadrature::new(energy.clone(), ALDP_PHI_PSI_GRID).unwrap();
+        for s in [&a, &b] {
+            assert_eq!(s.log_z.map(f64::to_bits), Some(fresh.log_z().to_bits()));
+            assert_eq!(s.energy.energy(&x).to_bits(), energy.energy(&x).to_bits());
+        }
     }
 
     #[test]
