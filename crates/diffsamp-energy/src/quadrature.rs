@@ -91,6 +91,11 @@ impl<E: Energy> TorusQuadrature<E> {
         })
     }
 
+    /// The energy whose Boltzmann density this quadrature integrates and samples.
+    pub fn energy(&self) -> &E {
+        &self.energy
+    }
+
     fn cdf(&self) -> &[f64] {
         self.cdf.get_or_init(|| {
             let e = grid_energies(&self.energy, self.points).expect("grid of the right dimension");

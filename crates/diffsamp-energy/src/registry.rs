@@ -2,11 +2,15 @@
 
 use crate::{
     DoubleWell, Energy, EnergyError, ExactSampler, ForceFieldEnergy, GaussianMixture, LennardJones,
-    LogPartition, ManyWell, StudentTMixture, TorusQuadrature, TorusVonMises,
+    LogPartition, ManyWell, StudentTMixture, TorsionalMolecule, TorusQuadrature, TorusVonMises,
 };
+use std::sync::OnceLock;
 
 /// Grid points per angle of the quadrature sampler of `aldp-phi-psi` (cells of 1°).
 const ALDP_PHI_PSI_GRID: usize = 360;
+
+/// Names of the two angles of `aldp-phi-psi`, in coordinate order: the backbone torsions.
+pub const ALDP_PHI_PSI_ANGLES: [&str; 2] = ["φ", "ψ"];
 
 /// Temperature (K) of the registered alanine-dipeptide targets.
 pub const ALDP_TEMPERATURE: f64 = 300.0;
@@ -63,6 +67,25 @@ pub struct System {
     pub log_z: Option<f64>,
     /// Mode locations, when the target is a mixture / product of wells with few modes.
     pub modes: Option<Modes>,
+    /// Names of the coordinates of a periodic target, each an angle in [−π, π) (axis labels
+    /// of its plots): (φ, ψ) for `aldp-phi-psi`, (τ₁, τ₂, …) for the others; `None` when the
+    /// target is not periodic.
+    pub angles: Option<Vec<String>>,
+}
+
+/// The default angle names τ₁, τ₂, … of a periodic `energy` (see [`System::angles`]); `None`
+/// when it is not periodic.
+fn torsion_names(energy: &dyn Energy) -> Option<Vec<String>> {
+    const SUB: [char; 10] = ['₀', '₁', '₂', '₃', '₄', '₅', '₆', '₇', '₈', '₉'];
+    let sub = |i: usize| -> String {
+        i.to_string()
+            .bytes()
+            .map(|b| SUB[usize::from(b - b'0')])
+            .collect()
+    };
+    energy
+        .periodic()
+        .then(|| (1..=energy.dim()).map(|i| format!("τ{}", sub(i))).collect())
 }
 
 impl std::fmt::Debug for System {
@@ -73,6 +96,7 @@ impl std::fmt::Debug for System {
             .field("exact", &self.exact.is_some())
             .field("log_z", &self.log_z)
             .field("modes", &self.modes.as_ref().map(|m| m.n_modes))
+            .field("angles", &self.angles)
             .finish()
     }
 }
@@ -86,6 +110,7 @@ impl System {
     /// A system with only an energy.
     fn plain(energy: impl Energy + 'static) -> Self {
         Self {
+            angles: torsion_names(&energy),
             energy: Box::new(energy),
             exact: None,
             log_z: None,
@@ -100,11 +125,30 @@ impl System {
     {
         Self {
             log_z: Some(target.log_z()),
+            angles: torsion_names(&target),
             exact: Some(Box::new(target.clone())),
             energy: Box::new(target),
             modes,
         }
     }
+}
+
+/// The quadrature of `aldp-phi-psi` (with its energy), built by the first call and shared by
+/// the later ones: its log Z takes a quadrature on a 180² grid of force-field energies, which
+/// [`system`] would otherwise repeat on every call. A failed build is not kept, so a later
+/// call tries again.
+fn aldp_phi_psi_quadrature(
+) -> Result<&'static TorusQuadrature<TorsionalMolecule<ForceFieldEnergy>>, EnergyError> {
+    static QUADRATURE: OnceLock<TorusQuadrature<TorsionalMolecule<ForceFieldEnergy>>> =
+        OnceLock::new();
+    if let Some(q) = QUADRATURE.get() {
+        return Ok(q);
+    }
+    let energy =
+        crate::torsional::aldp_phi_psi("aldp-phi-psi", ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?)?;
+    let q = TorusQuadrature::new(energy, ALDP_PHI_PSI_GRID)?;
+    // A concurrent first call may have won the race with an equal quadrature: keep that one.
+    Ok(QUADRATURE.get_or_init(|| q))
 }
 
 /// The system registered under `name` (see [`known_systems`]); unknown names give
@@ -148,16 +192,13 @@ pub fn system(name: &str) -> Result<System, EnergyError> {
         "aldp" => System::plain(ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?),
         "aldp-ff14sb-obc1" => System::plain(ForceFieldEnergy::aldp_ff14sb_obc1(ALDP_TEMPERATURE)?),
         "aldp-phi-psi" => {
-            let energy = crate::torsional::aldp_phi_psi(
-                "aldp-phi-psi",
-                ForceFieldEnergy::aldp(ALDP_TEMPERATURE)?,
-            )?;
-            let grid = TorusQuadrature::new(energy.clone(), ALDP_PHI_PSI_GRID)?;
+            let grid = aldp_phi_psi_quadrature()?;
             System {
                 log_z: Some(grid.log_z()),
-                exact: Some(Box::new(grid)),
-                energy: Box::new(energy),
+                exact: Some(Box::new(grid.clone())),
+                energy: Box::new(grid.energy().clone()),
                 modes: None,
+                angles: Some(ALDP_PHI_PSI_ANGLES.map(String::from).to_vec()),
             }
         }
         "torus-2" => System::sampleable(TorusVonMises::torus2(), None),
@@ -240,7 +281,15 @@ mod tests {
                 s.energy.periodic(),
                 name == "torus-2" || name == "aldp-phi-psi"
             );
+            assert_eq!(
+                s.angles.as_ref().map(Vec::len),
+                s.energy.periodic().then_some(dim),
+                "{name}"
+            );
         }
+        let angles = |name| system(name).unwrap().angles.unwrap();
+        assert_eq!(angles("aldp-phi-psi"), ["φ", "ψ"]);
+        assert_eq!(angles("torus-2"), ["τ₁", "τ₂"]);
         assert_eq!(system("gmm40").unwrap().modes.unwrap().n_modes, 40);
         assert_eq!(system("mos50").unwrap().modes.unwrap().n_modes, 10);
         assert_eq!(system("many-well-5").unwrap().modes.unwrap().n_modes, 32);
@@ -248,6 +297,38 @@ mod tests {
         assert_eq!(system("gmm40-50").unwrap().log_z, Some(0.0));
         let lz = system("many-well-32").unwrap().log_z.unwrap();
         assert!((lz - 164.6957).abs() < 1e-4);
+    }
+
+    #[test]
+    fn default_angle_names_count_in_subscripts() {
+        let t = TorusVonMises::new("t12", vec![1.0; 12], vec![0.0; 12], vec![1; 12]).unwrap();
+        let names = torsion_names(&t).unwrap();
+        assert_eq!(names.len(), 12);
+        assert_eq!((names[0].as_str(), names[11].as_str()), ("τ₁", "τ₁₂"));
+        assert_eq!(torsion_names(&DoubleWell::dw4()), None);
+    }
+
+    #[test]
+    fn aldp_phi_psi_is_built_once_with_an_unchanged_log_z() {
+        let (a, b) = (
+            system("aldp-phi-psi").unwrap(),
+            system("aldp-phi-psi").unwrap(),
+        );
+        // Later calls share the first one's quadrature instead of repeating it.
+        let q = aldp_phi_psi_quadrature().unwrap();
+        assert!(std::ptr::eq(q, aldp_phi_psi_quadrature().unwrap()));
+        // The cached log Z is bit for bit that of a quadrature built from scratch.
+        let energy = crate::torsional::aldp_phi_psi(
+            "aldp-phi-psi",
+            ForceFieldEnergy::aldp(ALDP_TEMPERATURE).unwrap(),
+        )
+        .unwrap();
+        let x = [0.3, -1.2];
+        let fresh = TorusQuadrature::new(energy.clone(), ALDP_PHI_PSI_GRID).unwrap();
+        for s in [&a, &b] {
+            assert_eq!(s.log_z.map(f64::to_bits), Some(fresh.log_z().to_bits()));
+            assert_eq!(s.energy.energy(&x).to_bits(), energy.energy(&x).to_bits());
+        }
     }
 
     #[test]

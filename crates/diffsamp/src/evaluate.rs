@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::Samples;
-use crate::report::{histogram_overlay, scatter_2d, Series};
+use crate::report::{histogram_overlay, scatter_2d, Axes2d, Series};
 use diffsamp_energy::{energies_batch, registry::System};
 use diffsamp_mcmc::diagnostics::mean_std;
 use diffsamp_metrics as m;
@@ -375,8 +375,18 @@ fn gen_vs_ref<'a>(generated: &'a [f64], reference: &'a [f64]) -> [Series<'a>; 2]
     ]
 }
 
+/// Axes of the 2-D scatter of a system's first two coordinates: for a periodic target, its
+/// first two angle names ([`System::angles`]) on [−π, π]; fitted to the data otherwise.
+fn scatter_axes(system: &System) -> Axes2d<'_> {
+    match system.angles.as_deref() {
+        Some([x, y, ..]) => Axes2d::angles(x, y),
+        _ => Axes2d::default(),
+    }
+}
+
 /// Writes the evaluation plots into `dir`: energy histogram, interatomic-distance histogram
-/// (particle systems) and a 2-D scatter of the first two coordinates (vector targets).
+/// (particle systems), the Ramachandran plot (alanine dipeptide) and a 2-D scatter of the
+/// first two coordinates (vector targets; labelled angles on [−π, π] for periodic ones).
 pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = system.energy.name();
@@ -411,6 +421,7 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
             &format!("{name}: Ramachandran (φ, ψ)"),
             &gen_vs_ref(&g, &r),
             None,
+            Axes2d::angles("φ", "ψ"),
         )?;
         written.push(p);
     } else if data.dim >= 2 {
@@ -432,8 +443,33 @@ pub fn write_plots(dir: &Path, system: &System, data: &EvalData) -> Result<Vec<P
         } else {
             format!("{name}: coordinates 1-2")
         };
-        scatter_2d(&p, &title, &gen_vs_ref(&g, &r), marks.as_deref())?;
+        scatter_2d(
+            &p,
+            &title,
+            &gen_vs_ref(&g, &r),
+            marks.as_deref(),
+            scatter_axes(system),
+        )?;
         written.push(p);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diffsamp_energy::registry;
+
+    #[test]
+    fn periodic_scatters_are_labelled_angles_on_the_torus() {
+        let pi = std::f64::consts::PI;
+        let aldp = registry::system("aldp-phi-psi").unwrap();
+        let a = scatter_axes(&aldp);
+        assert_eq!(a.labels, Some(("φ", "ψ")));
+        assert_eq!(a.range, Some((-pi, pi)));
+        let torus = registry::system("torus-2").unwrap();
+        assert_eq!(scatter_axes(&torus), Axes2d::angles("τ₁", "τ₂"));
+        let gmm = registry::system("gmm40").unwrap();
+        assert_eq!(scatter_axes(&gmm), Axes2d::default());
+    }
 }

@@ -130,13 +130,34 @@ pub fn histogram_overlay(
     Ok(())
 }
 
+/// Axes of a [`scatter_2d`] plot. The default has no labels and fits the extent to the data.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Axes2d<'a> {
+    /// (x, y) axis labels; none drawn when `None`.
+    pub labels: Option<(&'a str, &'a str)>,
+    /// The common extent [lo, hi] of both axes (points outside are not drawn); when `None`,
+    /// the 0.1%–99.9% quantiles of all values, padded by 5%.
+    pub range: Option<(f64, f64)>,
+}
+
+impl<'a> Axes2d<'a> {
+    /// Axes of two angles on the torus: labelled `x` and `y`, each spanning [−π, π].
+    pub fn angles(x: &'a str, y: &'a str) -> Self {
+        Self {
+            labels: Some((x, y)),
+            range: Some((-std::f64::consts::PI, std::f64::consts::PI)),
+        }
+    }
+}
+
 /// Side-by-side scatter plots of 2-D samples (`[n, 2]` row-major each) on a shared extent,
-/// with optional marked points (e.g. mixture means).
+/// with optional marked points (e.g. mixture means); `axes` gives labels and a fixed extent.
 pub fn scatter_2d(
     path: &Path,
     title: &str,
     panels: &[Series],
     marks: Option<&[f64]>,
+    axes: Axes2d,
 ) -> Result<()> {
     register_font();
     let xs: Vec<Series> = panels
@@ -146,7 +167,15 @@ pub fn scatter_2d(
             values: p.values,
         })
         .collect();
-    let (lo, hi) = finite_range(&xs, 0.001).ok_or_else(|| plot_err(path, "no finite values"))?;
+    let (lo, hi) = match axes.range {
+        Some((lo, hi)) if lo < hi => (lo, hi),
+        Some(r) => return Err(plot_err(path, format!("empty axis range {r:?}"))),
+        None => finite_range(&xs, 0.001).ok_or_else(|| plot_err(path, "no finite values"))?,
+    };
+    let inside = |q: &[f64]| {
+        q.iter()
+            .all(|v| v.is_finite() && (axes.range.is_none() || (lo..=hi).contains(v)))
+    };
     let root = BitMapBackend::new(path, (520 * panels.len() as u32, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let root = root
@@ -168,17 +197,18 @@ pub fn scatter_2d(
             .y_label_area_size(44)
             .build_cartesian_2d(lo..hi, lo..hi)
             .map_err(|e| plot_err(path, e))?;
-        chart
-            .configure_mesh()
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(|e| plot_err(path, e))?;
+        let mut mesh = chart.configure_mesh();
+        mesh.label_style((FONT, 12));
+        if let Some((x, y)) = axes.labels {
+            mesh.x_desc(x).y_desc(y).axis_desc_style((FONT, 16));
+        }
+        mesh.draw().map_err(|e| plot_err(path, e))?;
         let color = COLORS[i % COLORS.len()].mix(0.35);
         chart
             .draw_series(
                 p.values
                     .chunks_exact(2)
-                    .filter(|q| q[0].is_finite() && q[1].is_finite())
+                    .filter(|q| inside(q))
                     .map(|q| Circle::new((q[0], q[1]), 2, color.filled())),
             )
             .map_err(|e| plot_err(path, e))?;
@@ -186,6 +216,7 @@ pub fn scatter_2d(
             chart
                 .draw_series(
                     m.chunks_exact(2)
+                        .filter(|q| inside(q))
                         .map(|q| Cross::new((q[0], q[1]), 4, BLACK.stroke_width(1))),
                 )
                 .map_err(|e| plot_err(path, e))?;
@@ -232,13 +263,47 @@ mod tests {
                 values: &a,
             }],
             Some(&[0.0, 0.0]),
+            Axes2d::default(),
         )
         .unwrap();
-        for p in [h, s] {
+        // Torus axes: labelled angles on [−π, π]; points beyond the range are left out.
+        let t = dir.join("t.png");
+        let mut angles: Vec<f64> = a.iter().map(|v| 3.0 * v).collect();
+        angles.extend([4.0, -4.0, f64::NAN, 0.0]);
+        scatter_2d(
+            &t,
+            "t",
+            &[Series {
+                label: "a",
+                values: &angles,
+            }],
+            None,
+            Axes2d::angles("φ", "ψ"),
+        )
+        .unwrap();
+        for p in [h, s, t] {
             let bytes = std::fs::read(&p).unwrap();
             assert_eq!(&bytes[1..4], b"PNG", "{}", p.display());
         }
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn angle_axes_span_the_torus() {
+        let a = Axes2d::angles("φ", "ψ");
+        assert_eq!(a.labels, Some(("φ", "ψ")));
+        assert_eq!(a.range, Some((-std::f64::consts::PI, std::f64::consts::PI)));
+        assert_eq!(Axes2d::default().range, None);
+        let p = std::env::temp_dir().join("diffsamp-never-2d.png");
+        let empty = Axes2d {
+            range: Some((1.0, 1.0)),
+            ..a
+        };
+        let panel = [Series {
+            label: "a",
+            values: &[0.0, 0.0],
+        }];
+        assert!(scatter_2d(&p, "t", &panel, None, empty).is_err());
     }
 
     #[test]

@@ -47,44 +47,47 @@ enum Track {
 ///
 /// x ← x + σ(t_k)² v(t_k, x) Δt_k + σ(t_k) √Δt_k ε,  ε ~ N(0, I) of dimension `dim`,
 ///
-/// followed by COM removal when `particles` is given (paths then stay in the zero-COM subspace)
-/// or by wrapping into [−π, π) when `periodic` (paths on the flat torus; the Girsanov sum of
-/// the path weights is that of the unwrapped chain, whose wrap this chain is).
+/// followed by the projection of [`EulerMaruyama::space`]: COM removal on
+/// [`StateSpace::ZeroCom`] (paths then stay in the zero-COM subspace), wrapping into [−π, π) on
+/// [`StateSpace::Torus`] (paths on the flat torus; the Girsanov sum of the path weights is that
+/// of the unwrapped chain, whose wrap this chain is), nothing on [`StateSpace::Euclidean`].
 #[derive(Clone, Debug)]
 pub struct EulerMaruyama {
     /// Increasing time grid from 0 to 1 (see [`uniform_grid`]); `times.len() − 1` steps.
     pub times: Vec<f64>,
     /// Dimension of one configuration.
     pub dim: usize,
-    /// Particle layout: COM removal after every step when present.
-    pub particles: Option<Particles>,
+    /// Where the paths live, which decides the projection after every step: COM removal on
+    /// the zero-COM space (whose particle layout has dimension `dim`), wrapping on the torus.
+    pub space: StateSpace,
     /// Floating kind (f32 for networks) and device of the state.
     pub options: (Kind, Device),
-    /// Wrap every coordinate into [−π, π) after each step (torsional targets).
-    pub periodic: bool,
 }
 
 impl EulerMaruyama {
     /// An integrator on [`uniform_grid`]`(nfe)` in f32 on `device`, with COM removal for
-    /// particle systems.
+    /// particle systems (the zero-COM space of `particles`, R^d without them).
+    ///
+    /// # Panics
+    /// When the particle layout does not have dimension `dim`.
     pub fn uniform(nfe: usize, dim: usize, particles: Option<Particles>, device: Device) -> Self {
-        if let Some(p) = particles {
+        Self::for_space(nfe, dim, particles.into(), device)
+    }
+
+    /// An integrator on [`uniform_grid`]`(nfe)` in f32 on `device` for `space`: COM removal on
+    /// the zero-COM space, wrapping on the torus.
+    ///
+    /// # Panics
+    /// When the particle layout of a zero-COM space does not have dimension `dim`.
+    pub fn for_space(nfe: usize, dim: usize, space: StateSpace, device: Device) -> Self {
+        if let Some(p) = space.particles() {
             assert_eq!(p.dim(), dim, "particle layout does not match dim");
         }
         Self {
             times: uniform_grid(nfe),
             dim,
-            particles,
+            space,
             options: (Kind::Float, device),
-            periodic: false,
-        }
-    }
-
-    /// An integrator for `space`: COM removal on the zero-COM space, wrapping on the torus.
-    pub fn for_space(nfe: usize, dim: usize, space: StateSpace, device: Device) -> Self {
-        Self {
-            periodic: space == StateSpace::Torus,
-            ..Self::uniform(nfe, dim, space.particles(), device)
         }
     }
 
@@ -152,7 +155,8 @@ impl EulerMaruyama {
         assert!(self.times.len() >= 2, "a time grid needs at least 2 points");
         let options = self.options;
         let shape = [batch as i64, self.dim as i64];
-        let project = |v: &Tensor| match self.particles {
+        let particles = self.space.particles();
+        let project = |v: &Tensor| match particles {
             Some(p) => remove_com(v, p),
             None => v.shallow_clone(),
         };
@@ -174,12 +178,11 @@ impl EulerMaruyama {
                     *l -= cross * (sigma * dt.sqrt()) + norm2 * (0.5 * sigma * sigma * dt);
                 }
                 x = x + v * (sigma * sigma * dt) + eps * (sigma * dt.sqrt());
-                if let Some(p) = self.particles {
-                    x = remove_com(&x, p);
-                }
-                if self.periodic {
-                    x = torus::wrap_tensor(&x);
-                }
+                x = match self.space {
+                    StateSpace::Euclidean => x,
+                    StateSpace::ZeroCom(p) => remove_com(&x, p),
+                    StateSpace::Torus => torus::wrap_tensor(&x),
+                };
                 if let Some(s) = states.as_mut() {
                     s.push(x.shallow_clone());
                 }
@@ -264,14 +267,29 @@ mod tests {
         let em = EulerMaruyama {
             times: times.clone(),
             dim: 1,
-            particles: None,
+            space: StateSpace::Euclidean,
             options: (Kind::Double, Device::Cpu),
-            periodic: false,
         };
         let out = em.simulate(&s, &ctrl, 4000, &mut noise);
         let m = em_variance(&s, &times);
         let mean = out.x1.mean(Kind::Double).double_value(&[]);
         assert!((mean - c * m).abs() < 4.0 * (m / 4000.0).sqrt(), "{mean}");
+    }
+
+    #[test]
+    fn the_constructors_map_the_particle_layout_to_the_state_space() {
+        let p = Particles { n: 3, spatial: 2 };
+        let em = EulerMaruyama::uniform(5, 6, Some(p), Device::Cpu);
+        assert_eq!(em.space, StateSpace::ZeroCom(p));
+        let em = EulerMaruyama::uniform(5, 6, None, Device::Cpu);
+        assert_eq!(em.space, StateSpace::Euclidean);
+    }
+
+    #[test]
+    #[should_panic(expected = "particle layout does not match dim")]
+    fn a_particle_layout_of_another_dimension_is_refused() {
+        let p = Particles { n: 3, spatial: 2 };
+        EulerMaruyama::for_space(5, 4, StateSpace::ZeroCom(p), Device::Cpu);
     }
 
     #[test]
@@ -296,7 +314,7 @@ mod tests {
             options: (Kind::Double, Device::Cpu),
             ..EulerMaruyama::for_space(50, 2, StateSpace::Torus, Device::Cpu)
         };
-        assert!(em.periodic && em.particles.is_none());
+        assert_eq!(em.space, StateSpace::Torus);
         let n = 10_000;
         let out = em.simulate(&s, &zero, n, &mut HostNoise::seeded(12));
         let x: Vec<f64> = Vec::try_from(&out.x1.flatten(0, -1)).unwrap();

@@ -266,7 +266,7 @@ mod tests {
             .chunks(em.dim)
             .map(|r| r.iter().map(|v| v * v).sum::<f64>() / (2.0 * s2))
             .collect();
-        let free = em.particles.map_or(em.dim, |p| em.dim - p.spatial);
+        let free = em.space.particles().map_or(em.dim, |p| em.dim - p.spatial);
         let lw = log_weights(&x, em.dim, &e, &l, em.base_variance(schedule), free).unwrap();
         (x, lw)
     }

@@ -22,7 +22,7 @@ use crate::methods::adjoint_matching::{
 };
 use crate::metrics::{sinkhorn_divergence, weighted_mean, SinkhornConfig};
 use crate::nn::checkpoint;
-use crate::report::{histogram_overlay, scatter_2d, Series};
+use crate::report::{histogram_overlay, scatter_2d, Axes2d, Series};
 use crate::sde::HostNoise;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -376,6 +376,7 @@ impl PretrainRun {
                 },
             ],
             None,
+            Axes2d::default(),
         )?;
         write_final(&self.dir, &report)?;
         Ok(report)
@@ -789,7 +790,13 @@ impl FinetuneRun {
             self.tuner.reward().spec(),
             self.config.training.lambda
         );
-        scatter_2d(&plots.join("samples_2d.png"), &title, &series, None)?;
+        scatter_2d(
+            &plots.join("samples_2d.png"),
+            &title,
+            &series,
+            None,
+            Axes2d::default(),
+        )?;
         let reward = |x: &[f64]| -> Result<Vec<f64>> { Ok(self.tuner.reward().batch(x)?.0) };
         let mut hist = vec![
             ("base", reward(&sets.base)?),
