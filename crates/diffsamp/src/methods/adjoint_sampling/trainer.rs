@@ -93,6 +93,11 @@ pub struct TrainerSettings {
     /// instead of m·(nfe − 1)). None (the default): the exact loss on whole paths.
     #[serde(default)]
     pub log_variance_time_samples: Option<usize>,
+    /// First epoch (0-based) with the log-variance term (default 0): RAM alone before it. The
+    /// log-weights of an untrained sampler spread over hundreds of nats; after a RAM warm-up
+    /// the term only has to correct the mode weights.
+    #[serde(default)]
+    pub log_variance_from_epoch: usize,
     /// Seed of every random draw of the loop (simulation noise, bridge draws, buffer sampling).
     pub seed: u64,
 }
@@ -118,6 +123,7 @@ impl Default for TrainerSettings {
             log_variance_every: default_log_variance_every(),
             log_variance_huber: None,
             log_variance_time_samples: None,
+            log_variance_from_epoch: 0,
             seed: 0,
         }
     }
@@ -389,7 +395,9 @@ impl Trainer {
         let dim = self.energy.dim();
         let n_new = self.settings.samples_per_epoch;
         // With the log-variance term the rollout keeps its paths (same noise, same X_1).
-        let (rollout, states) = if self.settings.log_variance_weight.is_some() {
+        let with_log_variance = self.settings.log_variance_weight.is_some()
+            && self.epoch >= self.settings.log_variance_from_epoch;
+        let (rollout, states) = if with_log_variance {
             let (r, states) = self.em.simulate_paths(
                 &self.settings.schedule,
                 &*self.control,
