@@ -7,7 +7,7 @@ pub mod run;
 pub mod trainer;
 
 pub use config::{AsConfig, EvaluationSettings, NetworkConfig, ReferenceSource};
-pub use log_variance::{log_variance_loss, log_variance_surrogate, path_log_weights, PathBatch};
+pub use log_variance::{log_variance_loss, path_log_weights, PathBatch};
 pub use loss::{ram_loss, sample_bridge, terminal_adjoint, BridgeSample};
 pub use replay_buffer::{BufferBatch, ReplayBuffer};
 pub use run::{FinalSummary, Run, RunEvent};

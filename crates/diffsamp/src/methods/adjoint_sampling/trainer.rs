@@ -3,7 +3,7 @@
 use crate::energy::{Energy, EnergyBatch};
 use crate::error::{Error, Result};
 use crate::methods::adjoint_sampling::{
-    log_variance_loss, log_variance_surrogate, ram_loss, terminal_adjoint, PathBatch, ReplayBuffer,
+    log_variance_loss, ram_loss, terminal_adjoint, PathBatch, ReplayBuffer,
 };
 use crate::nn::{checkpoint, Adam, AdamConfig, Control, Ema};
 use crate::sde::{
@@ -87,12 +87,6 @@ pub struct TrainerSettings {
     /// the mean beyond c count linearly (see [`log_variance_loss`]). None: the plain variance.
     #[serde(default)]
     pub log_variance_huber: Option<f64>,
-    /// Time steps k ≥ 1 per path of each log-variance term: the gradient is then estimated from
-    /// k random steps of each path with the log-weights of the epoch's rollout as coefficients
-    /// ([`crate::methods::adjoint_sampling::log_variance_surrogate`]; m·k control evaluations
-    /// instead of m·(nfe − 1)). None (the default): the exact loss on whole paths.
-    #[serde(default)]
-    pub log_variance_time_samples: Option<usize>,
     /// First epoch (0-based) with the log-variance term (default 0): RAM alone before it. The
     /// log-weights of an untrained sampler spread over hundreds of nats; after a RAM warm-up
     /// the term only has to correct the mode weights.
@@ -122,7 +116,6 @@ impl Default for TrainerSettings {
             log_variance_paths: default_log_variance_paths(),
             log_variance_every: default_log_variance_every(),
             log_variance_huber: None,
-            log_variance_time_samples: None,
             log_variance_from_epoch: 0,
             seed: 0,
         }
@@ -212,9 +205,6 @@ impl TrainerSettings {
             if !(c.is_finite() && c > 0.0) {
                 return bad("log_variance_huber", "must be positive and finite");
             }
-        }
-        if self.log_variance_time_samples == Some(0) {
-            return bad("log_variance_time_samples", "must be at least 1");
         }
         Ok(())
     }
@@ -436,19 +426,9 @@ impl Trainer {
         let dropped = s.samples_per_epoch - energies.len();
         let beta = s.inverse_temperature_at(self.epoch);
         let paths = match states {
-            Some(states) if energies.len() >= 2 => Some(
-                self.path_batch(
-                    states,
-                    rollout
-                        .log_base_ratio
-                        .as_ref()
-                        .expect("tracked with the states"),
-                    &kept_rows,
-                    &kept_x,
-                    &energies,
-                    beta,
-                )?,
-            ),
+            Some(states) if energies.len() >= 2 => {
+                Some(self.path_batch(states, &kept_rows, &kept_x, &energies, beta)?)
+            }
             _ => None,
         };
         if beta != 1.0 {
@@ -478,31 +458,14 @@ impl Trainer {
             let loss = match (&paths, s.log_variance_weight) {
                 (Some(paths), Some(lambda)) if step % s.log_variance_every == 0 => {
                     let rows = random_rows(paths, s.log_variance_paths, &mut self.noise);
-                    let lv = match s.log_variance_time_samples {
-                        None => {
-                            let lv = log_variance_loss(
-                                &*self.control,
-                                &s.schedule,
-                                paths,
-                                &rows,
-                                s.log_variance_huber,
-                            );
-                            lv_sum += lv.double_value(&[]);
-                            lv
-                        }
-                        Some(k) => {
-                            lv_sum += paths.rollout_variance(&rows);
-                            log_variance_surrogate(
-                                &*self.control,
-                                &s.schedule,
-                                paths,
-                                &rows,
-                                s.log_variance_huber,
-                                Some(k),
-                                &mut self.noise,
-                            )
-                        }
-                    };
+                    let lv = log_variance_loss(
+                        &*self.control,
+                        &s.schedule,
+                        paths,
+                        &rows,
+                        s.log_variance_huber,
+                    );
+                    lv_sum += lv.double_value(&[]);
                     lv_count += 1;
                     ram + lv * (lambda * s.log_variance_every as f64)
                 }
@@ -536,7 +499,6 @@ impl Trainer {
     fn path_batch(
         &self,
         states: tch::Tensor,
-        log_base_ratio: &tch::Tensor,
         kept_rows: &[i64],
         kept_x: &[f64],
         energies: &[f64],
@@ -556,13 +518,11 @@ impl Trainer {
         };
         let rows = tch::Tensor::from_slice(kept_rows).to_device(states.device());
         let log_target = tch::Tensor::from_slice(&log_target).to_device(states.device());
-        let at_rollout = &log_target + log_base_ratio.index_select(0, &rows);
         Ok(PathBatch {
             times: self.em.times.clone(),
             space: self.space,
             states: states.index_select(0, &rows),
             log_target,
-            log_weight_at_rollout: at_rollout,
         })
     }
 }
