@@ -820,6 +820,22 @@ mod tests {
     }
 
     #[test]
+    fn the_log_variance_term_starts_at_its_epoch() {
+        let _rng = torch_rng();
+        tch::set_num_threads(1);
+        let mut tr = trainer(2);
+        tr.settings.log_variance_weight = Some(0.1);
+        tr.settings.log_variance_paths = 8;
+        tr.settings.log_variance_every = 10;
+        tr.settings.log_variance_from_epoch = 2;
+        let lv: Vec<Option<f64>> = (0..3)
+            .map(|_| tr.epoch().unwrap().mean_log_variance)
+            .collect();
+        assert!(lv[0].is_none() && lv[1].is_none(), "{lv:?}");
+        assert!(lv[2].is_some_and(|v| v.is_finite() && v > 0.0), "{lv:?}");
+    }
+
+    #[test]
     fn log_variance_settings_are_validated_by_key() {
         for (s, key) in [
             (
