@@ -61,8 +61,13 @@ impl Reporter {
                     p.update(
                         r.epoch as u64,
                         &format!(
-                            "loss {:.4} <E> {:.3} evals {}{}",
-                            r.mean_loss, r.mean_energy, r.energy_evals, self.last_eval
+                            "loss {:.4}{} <E> {:.3} evals {}{}",
+                            r.mean_loss,
+                            r.mean_log_variance
+                                .map_or(String::new(), |v| format!(" log-var {v:.3}")),
+                            r.mean_energy,
+                            r.energy_evals,
+                            self.last_eval
                         ),
                     );
                 }
