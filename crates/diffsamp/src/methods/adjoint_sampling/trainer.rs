@@ -661,11 +661,18 @@ mod tests {
         trainer_with(seed, None)
     }
 
-    fn trainer_with(seed: u64, ema_decay: Option<f64>) -> Trainer {
-        tch::manual_seed(seed as i64);
+    /// A trainer of a `hidden` × `n_layers` MLP on a 2-D `energy`, its weights drawn from
+    /// libtorch's seed `seed`.
+    fn mlp_trainer(
+        energy: Box<dyn Energy>,
+        (hidden, n_layers): (usize, usize),
+        settings: TrainerSettings,
+        seed: i64,
+    ) -> Trainer {
+        tch::manual_seed(seed);
         let cfg = MlpConfig {
-            hidden: 32,
-            n_layers: 2,
+            hidden,
+            n_layers,
             n_frequencies: 4,
             max_frequency: 8.0,
             length_scale: 1.0,
@@ -674,6 +681,10 @@ mod tests {
         let build = |p: &tch::nn::Path| -> Result<Box<dyn Control>> {
             Ok(Box::new(Mlp::new(p, 2, cfg.clone())?))
         };
+        Trainer::new(energy, Device::Cpu, &build, settings).unwrap()
+    }
+
+    fn trainer_with(seed: u64, ema_decay: Option<f64>) -> Trainer {
         let settings = TrainerSettings {
             schedule: Geometric::new(1e-3, 1.0).unwrap(),
             nfe: 50,
@@ -695,7 +706,7 @@ mod tests {
             mu: [1.0, -0.5],
             s2: 0.1,
         });
-        Trainer::new(energy, Device::Cpu, &build, settings).unwrap()
+        mlp_trainer(energy, (32, 2), settings, seed as i64)
     }
 
     #[test]
@@ -767,18 +778,6 @@ mod tests {
     /// Fraction of 2000 samples in the light (right) mode of [`TwoModes`] after `epochs` of
     /// training, with or without the log-variance term.
     fn light_mode_fraction(log_variance_weight: Option<f64>, epochs: usize) -> f64 {
-        tch::manual_seed(0);
-        let cfg = MlpConfig {
-            hidden: 64,
-            n_layers: 3,
-            n_frequencies: 4,
-            max_frequency: 8.0,
-            length_scale: 1.0,
-            periodic: false,
-        };
-        let build = |p: &tch::nn::Path| -> Result<Box<dyn Control>> {
-            Ok(Box::new(Mlp::new(p, 2, cfg.clone())?))
-        };
         let settings = TrainerSettings {
             schedule: Geometric::new(1e-3, 1.5).unwrap(),
             nfe: 50,
@@ -792,7 +791,7 @@ mod tests {
             seed: 0,
             ..TrainerSettings::default()
         };
-        let mut tr = Trainer::new(Box::new(TwoModes), Device::Cpu, &build, settings).unwrap();
+        let mut tr = mlp_trainer(Box::new(TwoModes), (64, 3), settings, 0);
         for _ in 0..epochs {
             let r = tr.epoch().unwrap();
             assert_eq!(r.mean_log_variance.is_some(), log_variance_weight.is_some());
