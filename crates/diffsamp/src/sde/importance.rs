@@ -17,6 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics as m;
+use crate::sde::StateSpace;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,25 @@ pub fn log_weights_torus(
             }
         })
         .collect())
+}
+
+/// The log-weights of samples in `space`: [`log_weights_torus`] on the torus, else
+/// [`log_weights`] with the free dimension d' = d − spatial for zero-COM point clouds, d in R^d.
+pub fn log_weights_in(
+    space: StateSpace,
+    x1: &[f64],
+    dim: usize,
+    energies: &[f64],
+    log_base_ratio: &[f64],
+    base_variance: f64,
+) -> Result<Vec<f64>> {
+    match space {
+        StateSpace::Torus => log_weights_torus(x1, dim, energies, log_base_ratio, base_variance),
+        _ => {
+            let free_dim = dim.saturating_sub(space.particles().map_or(0, |p| p.spatial));
+            log_weights(x1, dim, energies, log_base_ratio, base_variance, free_dim)
+        }
+    }
 }
 
 /// The effective sample size below which an importance-resampled set is a handful of samples

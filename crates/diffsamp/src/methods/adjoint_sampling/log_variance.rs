@@ -154,18 +154,8 @@ mod tests {
             .collect();
         let h = em.base_variance(&schedule);
         let zeros = vec![0.0; n];
-        let (log_w, log_target) = if space == StateSpace::Torus {
-            (
-                importance::log_weights_torus(&x1, dim, &energies, &ratio, h).unwrap(),
-                importance::log_weights_torus(&x1, dim, &energies, &zeros, h).unwrap(),
-            )
-        } else {
-            let free = dim - space.particles().map_or(0, |p| p.spatial);
-            (
-                importance::log_weights(&x1, dim, &energies, &ratio, h, free).unwrap(),
-                importance::log_weights(&x1, dim, &energies, &zeros, h, free).unwrap(),
-            )
-        };
+        let log_w = importance::log_weights_in(space, &x1, dim, &energies, &ratio, h).unwrap();
+        let log_target = importance::log_weights_in(space, &x1, dim, &energies, &zeros, h).unwrap();
         let paths = PathBatch {
             times: em.times.clone(),
             space,

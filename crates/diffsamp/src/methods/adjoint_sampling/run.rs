@@ -27,8 +27,8 @@ use crate::methods::adjoint_sampling::config::{AsConfig, NetworkConfig, Referenc
 use crate::methods::adjoint_sampling::{EpochReport, Trainer};
 use crate::metrics::SinkhornConfig;
 use crate::nn::{checkpoint, Control, Egnn, Mlp, StateLayout};
-use crate::sde::importance::{log_weights, log_weights_torus, resample_rows, ImportanceReport};
-use crate::sde::HostNoise;
+use crate::sde::importance::{log_weights_in, resample_rows, ImportanceReport};
+use crate::sde::{HostNoise, StateSpace};
 use diffsamp_energy::energies_batch;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -254,14 +254,9 @@ impl Run {
         let (x, path) = self.rollouts(n, nfe, seed, true, observer)?;
         let (ratio, base_variance) = path.expect("weighted rollouts");
         let energy = self.system.energy.as_ref();
-        let dim = energy.dim();
-        let free_dim = energy.point_cloud().map_or(dim, |p| dim - p.spatial);
         let energies = energies_batch(energy, &x)?;
-        let log_w = if energy.periodic() {
-            log_weights_torus(&x, dim, &energies, &ratio, base_variance)?
-        } else {
-            log_weights(&x, dim, &energies, &ratio, base_variance, free_dim)?
-        };
+        let space = StateSpace::of(energy);
+        let log_w = log_weights_in(space, &x, energy.dim(), &energies, &ratio, base_variance)?;
         Ok((x, log_w))
     }
 

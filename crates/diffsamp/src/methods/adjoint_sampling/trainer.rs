@@ -509,13 +509,7 @@ impl Trainer {
         let tempered: Vec<f64> = energies.iter().map(|e| beta * e).collect();
         let h = self.em.base_variance(&self.settings.schedule);
         let zeros = vec![0.0; n];
-        let log_target = match self.space {
-            StateSpace::Torus => importance::log_weights_torus(kept_x, dim, &tempered, &zeros, h)?,
-            space => {
-                let free = dim - space.particles().map_or(0, |p| p.spatial);
-                importance::log_weights(kept_x, dim, &tempered, &zeros, h, free)?
-            }
-        };
+        let log_target = importance::log_weights_in(self.space, kept_x, dim, &tempered, &zeros, h)?;
         let rows = tch::Tensor::from_slice(kept_rows).to_device(states.device());
         let log_target = tch::Tensor::from_slice(&log_target).to_device(states.device());
         Ok(PathBatch {
