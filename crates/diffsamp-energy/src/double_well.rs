@@ -48,20 +48,7 @@ impl DoubleWell {
     /// A double-well system named `name`. Fails on fewer than 2 particles, a zero spatial
     /// dimension or non-finite coefficients.
     pub fn new(name: impl Into<String>, params: DoubleWellParams) -> Result<Self, EnergyError> {
-        if params.n_particles < 2 {
-            return Err(EnergyError::InvalidParameter {
-                name: "n_particles",
-                value: params.n_particles.to_string(),
-                why: "need at least 2 particles",
-            });
-        }
-        if params.spatial == 0 {
-            return Err(EnergyError::InvalidParameter {
-                name: "spatial",
-                value: "0".into(),
-                why: "spatial dimension must be positive",
-            });
-        }
+        Particles::checked(params.n_particles, params.spatial)?;
         for (n, v) in [
             ("a", params.a),
             ("b", params.b),

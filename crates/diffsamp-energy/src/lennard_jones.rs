@@ -29,13 +29,7 @@ pub struct LennardJones {
 impl LennardJones {
     /// LJ-n named `"lj{n}"`; needs n ≥ 2.
     pub fn new(n: usize) -> Result<Self, EnergyError> {
-        if n < 2 {
-            return Err(EnergyError::InvalidParameter {
-                name: "n_particles",
-                value: n.to_string(),
-                why: "need at least 2 particles",
-            });
-        }
+        Particles::checked(n, 3)?;
         Ok(Self {
             n,
             name: format!("lj{n}"),

@@ -10,6 +10,25 @@ pub struct Particles {
 }
 
 impl Particles {
+    /// The layout of `n` particles in `spatial` dimensions; fails (naming `n_particles` or
+    /// `spatial`) on fewer than 2 particles or a zero spatial dimension.
+    pub fn checked(n: usize, spatial: usize) -> Result<Self, crate::EnergyError> {
+        let bad = |name, value: usize, why| {
+            Err(crate::EnergyError::InvalidParameter {
+                name,
+                value: value.to_string(),
+                why,
+            })
+        };
+        if n < 2 {
+            return bad("n_particles", n, "need at least 2 particles");
+        }
+        if spatial == 0 {
+            return bad("spatial", spatial, "spatial dimension must be positive");
+        }
+        Ok(Self { n, spatial })
+    }
+
     /// Total dimension n · spatial.
     pub fn dim(&self) -> usize {
         self.n * self.spatial
@@ -49,6 +68,21 @@ impl Particles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checked_layouts_name_the_bad_parameter() {
+        assert_eq!(
+            Particles::checked(4, 2).unwrap(),
+            Particles { n: 4, spatial: 2 }
+        );
+        let err = Particles::checked(1, 3).unwrap_err().to_string();
+        assert!(
+            err.contains("n_particles") && err.contains("at least 2"),
+            "{err}"
+        );
+        let err = Particles::checked(3, 0).unwrap_err().to_string();
+        assert!(err.contains("spatial"), "{err}");
+    }
 
     #[test]
     fn remove_com_zeroes_the_mean() {

@@ -1,8 +1,9 @@
 //! Named systems: energy, and where known its exact sampler, log Z and mode locations.
 
 use crate::{
-    DoubleWell, Energy, EnergyError, ExactSampler, ForceFieldEnergy, GaussianMixture, LennardJones,
-    LogPartition, ManyWell, StudentTMixture, TorsionalMolecule, TorusQuadrature, TorusVonMises,
+    DoubleWell, Energy, EnergyError, ExactSampler, ForceFieldEnergy, GaussianMixture,
+    HarmonicParticles, LennardJones, LogPartition, ManyWell, StudentTMixture, TorsionalMolecule,
+    TorusQuadrature, TorusVonMises,
 };
 use std::sync::OnceLock;
 
@@ -31,6 +32,7 @@ const KNOWN: &[&str] = &[
     "aldp-ff14sb-obc1",
     "aldp-phi-psi",
     "torus-2",
+    "harmonic-4",
 ];
 
 /// The names of all registered systems.
@@ -202,6 +204,7 @@ pub fn system(name: &str) -> Result<System, EnergyError> {
             }
         }
         "torus-2" => System::sampleable(TorusVonMises::torus2(), None),
+        "harmonic-4" => System::sampleable(HarmonicParticles::harmonic4(), None),
         _ => {
             return Err(EnergyError::UnknownSystem {
                 name: name.to_string(),
@@ -267,6 +270,7 @@ mod tests {
             ("aldp-ff14sb-obc1", 66, false),
             ("aldp-phi-psi", 2, true),
             ("torus-2", 2, true),
+            ("harmonic-4", 8, true),
         ];
         for (name, dim, exact) in dims {
             let s = system(name).unwrap();
@@ -275,7 +279,7 @@ mod tests {
             assert_eq!(s.log_z.is_some(), exact, "{name}");
             assert_eq!(
                 s.energy.particles().is_some(),
-                name.starts_with("dw") || name.starts_with("lj")
+                name.starts_with("dw") || name.starts_with("lj") || name == "harmonic-4"
             );
             assert_eq!(
                 s.energy.periodic(),

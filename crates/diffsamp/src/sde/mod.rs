@@ -9,7 +9,7 @@ pub mod schedule;
 pub mod space;
 pub mod torus;
 
-pub use euler_maruyama::{remove_com, uniform_grid, EulerMaruyama, Rollout};
+pub use euler_maruyama::{power_grid, remove_com, uniform_grid, EulerMaruyama, Rollout};
 pub use noise::{HostNoise, NoiseSource, TorchNoise};
 pub use schedule::{BridgeCoefficients, Geometric, Schedule};
 pub use space::StateSpace;
