@@ -77,6 +77,18 @@ impl DoubleWell {
         }
     }
 
+    /// DW-2 (`"dw2"`, d = 4): two particles in 2-D with DW-4's pair potential, one pair of
+    /// DW-4 (exactly sampleable by radial quadrature: [`crate::PairQuadrature`]).
+    pub fn dw2() -> Self {
+        Self {
+            params: DoubleWellParams {
+                n_particles: 2,
+                ..DoubleWellParams::DW4
+            },
+            name: "dw2".into(),
+        }
+    }
+
     /// The parameters.
     pub fn params(&self) -> &DoubleWellParams {
         &self.params

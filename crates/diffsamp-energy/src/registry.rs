@@ -2,8 +2,8 @@
 
 use crate::{
     DoubleWell, Energy, EnergyError, ExactSampler, ForceFieldEnergy, GaussianMixture,
-    HarmonicParticles, LennardJones, LogPartition, ManyWell, StudentTMixture, TorsionalMolecule,
-    TorusQuadrature, TorusVonMises,
+    HarmonicParticles, LennardJones, LogPartition, ManyWell, PairQuadrature, StudentTMixture,
+    TorsionalMolecule, TorusQuadrature, TorusVonMises,
 };
 use std::sync::OnceLock;
 
@@ -19,6 +19,7 @@ pub const ALDP_TEMPERATURE: f64 = 300.0;
 /// Names accepted by [`system`] and [`by_name`].
 const KNOWN: &[&str] = &[
     "dw4",
+    "dw2",
     "lj13",
     "lj55",
     "gmm40",
@@ -182,6 +183,7 @@ pub fn system(name: &str) -> Result<System, EnergyError> {
     };
     Ok(match name {
         "dw4" => System::plain(DoubleWell::dw4()),
+        "dw2" => System::sampleable(PairQuadrature::new(DoubleWell::dw2(), 12.0, 120_000)?, None),
         "lj13" => System::plain(LennardJones::lj13()),
         "lj55" => System::plain(LennardJones::lj55()),
         "gmm40" => gmm(GaussianMixture::gmm40()),
@@ -257,6 +259,7 @@ mod tests {
     fn capabilities_per_system() {
         let dims = [
             ("dw4", 8, false),
+            ("dw2", 4, true),
             ("lj13", 39, false),
             ("lj55", 165, false),
             ("gmm40", 2, true),

@@ -18,7 +18,8 @@ pub struct Args {
     /// Output `.npy` (float32, `[n, particles, spatial]` or `[n, dim]`).
     #[arg(long)]
     out: PathBuf,
-    /// Euler–Maruyama steps (default: the run's evaluation grid).
+    /// Euler–Maruyama grid points, spaced as the run's `training.grid_power` says (default: the
+    /// run's evaluation grid).
     #[arg(long)]
     steps: Option<usize>,
     /// Seed of the simulation noise.
