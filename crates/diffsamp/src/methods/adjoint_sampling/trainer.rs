@@ -31,7 +31,7 @@ pub struct TrainerSettings {
     /// puts more steps early, where the geometric schedule adds most of the base variance. The
     /// regression ([`ram_loss`]) does not depend on the grid; the raw samples' discretisation
     /// error does (the importance weights are exact on any grid).
-    #[serde(default = "uniform_time")]
+    #[serde(default = "power_one")]
     pub grid_power: f64,
     /// New samples simulated (and energies evaluated) per epoch, ≥ 1 (paper: 512).
     pub samples_per_epoch: usize,
@@ -55,7 +55,7 @@ pub struct TrainerSettings {
     /// largest and the control moves the samples most (under the geometric schedule with
     /// σ_max/σ_min ≥ 1000 the base variance h²(t) reaches 99.9 % of h²(1) by t = 0.5). The
     /// minimiser of the loss does not depend on p ([`ram_loss`]).
-    #[serde(default = "uniform_time")]
+    #[serde(default = "power_one")]
     pub time_power: f64,
     /// Decay δ ∈ [0, 1) of an exponential moving average of the weights, updated after every
     /// Adam step (θ̄ ← δ_k θ̄ + (1 − δ_k) θ with the warm-up of [`Ema`]). When set, evaluation
@@ -130,7 +130,8 @@ impl Default for TrainerSettings {
     }
 }
 
-fn uniform_time() -> f64 {
+/// The default of `time_power` and `grid_power`: 1, uniform (the paper's).
+fn power_one() -> f64 {
     1.0
 }
 
