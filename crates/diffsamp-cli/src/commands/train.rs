@@ -61,11 +61,12 @@ impl Reporter {
                     p.update(
                         r.epoch as u64,
                         &format!(
-                            "loss {:.4}{} <E> {:.3} evals {}{}",
+                            "loss {:.4}{} <E> {:.3} ESS {:.0}% evals {}{}",
                             r.mean_loss,
                             r.mean_log_variance
                                 .map_or(String::new(), |v| format!(" log-var {v:.3}")),
                             r.mean_energy,
+                            100.0 * r.ess,
                             r.energy_evals,
                             self.last_eval
                         ),

@@ -12,8 +12,9 @@
 //! with log dQ/dP^u from [`crate::sde::EulerMaruyama::simulate_with_path_weights`]. Then
 //! E_{P^u}[w] = Z = ∫ e^{−E} over the free subspace (unbiased), self-normalised weights give
 //! consistent estimates of E_p[f], and w is constant exactly when the control is optimal for
-//! the discrete chain. These weights are an evaluation tool: Adjoint Sampling itself does not
-//! use them.
+//! the discrete chain. The paper's Adjoint Sampling does not use them; the trainer reports the
+//! ESS of every epoch's new samples and, with `training.replay_weight_power`, draws its replay
+//! minibatches by them.
 
 use crate::error::{Error, Result};
 use crate::metrics as m;

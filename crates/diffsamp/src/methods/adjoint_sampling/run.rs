@@ -77,6 +77,12 @@ pub struct EpochLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_variance: Option<f64>,
     pub mean_energy: f64,
+    /// ESS of the epoch's new samples as a fraction of them (absent in runs of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ess: Option<f64>,
+    /// ESS of the replay buffer's weights w^γ (with `training.replay_weight_power`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_ess: Option<f64>,
     pub energy_evals: u64,
     pub dropped: usize,
     /// Training wall time so far (seconds, summed over resumes; evaluations excluded).
@@ -467,6 +473,8 @@ impl Run {
                     loss: r.mean_loss,
                     log_variance: r.mean_log_variance,
                     mean_energy: r.mean_energy,
+                    ess: Some(r.ess),
+                    replay_ess: r.replay_ess,
                     energy_evals: r.energy_evals,
                     dropped: r.dropped,
                     wall_seconds: wall,
