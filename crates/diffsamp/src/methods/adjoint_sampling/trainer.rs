@@ -472,9 +472,11 @@ impl Trainer {
         }
         let dropped = s.samples_per_epoch - energies.len();
         let beta = s.inverse_temperature_at(self.epoch);
+        let tempered: Vec<f64> = energies.iter().map(|e| beta * e).collect();
+        let h = self.em.base_variance(&s.schedule);
         let paths = match states {
             Some(states) if energies.len() >= 2 => {
-                Some(self.path_batch(states, &kept_rows, &kept_x, &energies, beta)?)
+                Some(self.path_batch(states, &kept_rows, &kept_x, &tempered, h)?)
             }
             _ => None,
         };
@@ -483,8 +485,6 @@ impl Trainer {
         }
         let h2_1 = s.schedule.h2_terminal();
         let adjoint = terminal_adjoint(&kept_x, &kept_g, dim, h2_1, self.space, s.grad_clip);
-        let tempered: Vec<f64> = energies.iter().map(|e| beta * e).collect();
-        let h = self.em.base_variance(&s.schedule);
         let log_w =
             importance::log_weights_in(self.space, &kept_x, dim, &tempered, &kept_ratio, h)?;
         let ess = if !log_w.iter().any(|v| v.is_finite()) {
@@ -560,22 +560,20 @@ impl Trainer {
 }
 
 impl Trainer {
-    /// The epoch's paths that were kept (rows `kept_rows` of `states`, with their X_1, energies
-    /// and inverse temperature β) and their terminal log-target −βE − log p_H(X_1).
+    /// The epoch's paths that were kept (rows `kept_rows` of `states`, with their X_1 and
+    /// tempered energies βE) and their terminal log-target −βE − log p_H(X_1), H = `h` the
+    /// grid's base variance.
     fn path_batch(
         &self,
         states: tch::Tensor,
         kept_rows: &[i64],
         kept_x: &[f64],
-        energies: &[f64],
-        beta: f64,
+        tempered: &[f64],
+        h: f64,
     ) -> Result<PathBatch> {
         let dim = self.energy.dim();
-        let n = energies.len();
-        let tempered: Vec<f64> = energies.iter().map(|e| beta * e).collect();
-        let h = self.em.base_variance(&self.settings.schedule);
-        let zeros = vec![0.0; n];
-        let log_target = importance::log_weights_in(self.space, kept_x, dim, &tempered, &zeros, h)?;
+        let zeros = vec![0.0; tempered.len()];
+        let log_target = importance::log_weights_in(self.space, kept_x, dim, tempered, &zeros, h)?;
         let rows = tch::Tensor::from_slice(kept_rows).to_device(states.device());
         let log_target = tch::Tensor::from_slice(&log_target).to_device(states.device());
         Ok(PathBatch {
