@@ -74,6 +74,53 @@ fn lines(p: &Path) -> usize {
     std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
 }
 
+/// Every train.jsonl line reports the gradient norm of each network (so both parameter groups
+/// were found) and their joint norm.
+fn assert_norms_of_both_networks_logged(run: &Path) {
+    let text = std::fs::read_to_string(run.join("train.jsonl")).unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (s_norm, e_norm, joint) = (
+            v["grad_norm_score"].as_f64().unwrap(),
+            v["grad_norm_energy"].as_f64().unwrap(),
+            v["grad_norm"].as_f64().unwrap(),
+        );
+        assert!(s_norm > 0.0 && e_norm > 0.0, "{line}");
+        assert!(
+            (s_norm.hypot(e_norm) - joint).abs() <= 1e-9 * joint,
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn clipping_per_network_trains_and_differs_from_the_joint_clip() {
+    let d = tmp_dir("clip");
+    // A bound far below the energy network's gradient norm: the joint clip shrinks the score
+    // network's gradient too, the per-network clip does not.
+    let joint = tiny_config()
+        .replace("grad_clip = 0.5", "grad_clip = 0.01")
+        .replace(
+            "temperatures = [3.0, 2.0, 1.0]",
+            "temperatures = [2.0, 1.0]",
+        );
+    let per = joint.replace(
+        "grad_clip = 0.01",
+        "grad_clip = 0.01\nclip_per_network = true",
+    );
+    let mut finals = Vec::new();
+    for (name, text) in [("joint", &joint), ("per", &per)] {
+        let out = d.join(name);
+        let cfg = write_config(&d, text);
+        let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_norms_of_both_networks_logged(&out);
+        finals.push(std::fs::read(out.join("samples.npy")).unwrap());
+    }
+    assert_ne!(finals[0], finals[1], "the clipping mode changed nothing");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn pita_writes_the_run_directory() {
     let d = tmp_dir("run");
@@ -98,6 +145,7 @@ fn pita_writes_the_run_directory() {
     }
     assert_eq!(lines(&out.join("train.jsonl")), 18);
     assert_eq!(lines(&out.join("metrics.jsonl")), 2);
+    assert_norms_of_both_networks_logged(&out);
     let fin: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
     assert_eq!(fin["training_steps"], 18);

@@ -5,6 +5,7 @@
 //! cargo run --release -p diffsamp --example pita_checks -- mixture [--steps 3000]
 //! cargo run --release -p diffsamp --example pita_checks -- divergence --run runs/lj13_pita_quick
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1
+//! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1 --empirical 0.001
 //! ```
 
 use anyhow::{bail, Context};
@@ -268,7 +269,7 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     let d = buffer.dim;
     // `--live`: the last-step weights instead of the EMA ones.
     let live = args.iter().any(|a| a == "--live");
-    let model = AtBeta {
+    let network = AtBeta {
         model: if live {
             run.live_model()
         } else {
@@ -276,13 +277,34 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         },
         beta,
     };
+    // `--empirical S`: the exact diffused density of the buffer's samples at β (a mixture of
+    // N(x_i, S² I) over them) in place of the networks — a check of the sampler alone.
+    let empirical = match arg(args, "--empirical") {
+        Some(s) => {
+            let std: f64 = s.parse()?;
+            let means: Vec<Vec<f64>> = (0..buffer.len())
+                .filter(|&i| buffer.beta[i] == beta)
+                .map(|i| buffer.x[i * d..(i + 1) * d].to_vec())
+                .collect();
+            let k = means.len();
+            Some(DiffusedMixture::new(vec![1.0; k], means, vec![std; k])?)
+        }
+        None => None,
+    };
+    let model: &dyn Diffused = match &empirical {
+        Some(m) => m,
+        None => &network,
+    };
+    if empirical.is_some() {
+        smc.chunk = smc.chunk.min(100);
+    }
     tch::manual_seed(5);
     let space = Space {
         dim: d,
         particles: run.ema_model().particles(),
         device: Device::Cpu,
     };
-    let out = anneal(&model, &edm, gamma, space, &smc, |_, _| {})?;
+    let out = anneal(model, &edm, gamma, space, &smc, |_, _| {})?;
     let x: Vec<f64> = Vec::<f64>::try_from(out.samples.to_kind(Kind::Double).view([-1]))?;
     let e = diffsamp::energy::energies_batch(system.energy.as_ref(), &x)?;
     let stats = |v: &[f64]| {
@@ -295,13 +317,17 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         .map(|i| buffer.energy[i])
         .collect();
     println!(
-        "run {}, β {beta:.3} → {:.3} (γ {gamma}), {} particles, {} steps, drift {:?}, {} weights",
+        "run {}, β {beta:.3} → {:.3} (γ {gamma}), {} particles, {} steps, drift {:?}, {}",
         dir.display(),
         beta * gamma,
         smc.population,
         smc.steps,
         smc.drift,
-        if live { "live" } else { "EMA" }
+        match (&empirical, live) {
+            (Some(_), _) => "exact score of the buffer's empirical distribution",
+            (None, true) => "live weights",
+            (None, false) => "EMA weights",
+        }
     );
     println!(
         "energy quantiles (10 %, 50 %, 90 %): model {:?}, buffer at β {:?}",
@@ -318,7 +344,7 @@ fn main() -> anyhow::Result<()> {
         Some("divergence") => divergence(&args),
         Some("anneal") => resample_check(&args),
         _ => bail!(
-            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K]"
+            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K] [--drift D] [--live] [--empirical STD]"
         ),
     }
 }

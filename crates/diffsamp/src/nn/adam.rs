@@ -155,10 +155,30 @@ impl Adam {
     /// `clip_grad_norm_`: g ← g · min(1, max_norm / (‖g‖ + 1e-6))); returns ‖g‖ before
     /// clipping. Variables without a gradient are ignored.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        self.clip_selected(max_norm, |_| true)
+    }
+
+    /// The same clipping applied to each group separately: group k holds the variables whose
+    /// names start with `prefixes[k]` followed by `.` (a sub-path of the store), and its
+    /// gradient is rescaled to norm ≤ `max_norm` whatever the other groups' norms are. Returns
+    /// each group's norm before clipping. Used where one loss can swamp a joint norm (PITA's
+    /// energy matching against the score network).
+    pub fn clip_grad_norm_per_group(&mut self, max_norm: f64, prefixes: &[&str]) -> Vec<f64> {
+        prefixes
+            .iter()
+            .map(|prefix| {
+                let head = format!("{prefix}.");
+                self.clip_selected(max_norm, |name| name.starts_with(&head))
+            })
+            .collect()
+    }
+
+    fn clip_selected(&mut self, max_norm: f64, select: impl Fn(&str) -> bool) -> f64 {
         tch::no_grad(|| {
             let grads: Vec<Tensor> = self
                 .slots
                 .iter()
+                .filter(|(name, _, _, _)| select(name))
                 .map(|(_, p, _, _)| p.grad())
                 .filter(|g| g.defined())
                 .collect();
@@ -365,6 +385,46 @@ mod tests {
         let small = norm_of(&vs);
         opt.clip_grad_norm(10.0);
         assert!((norm_of(&vs) - small).abs() < 1e-9);
+    }
+
+    #[test]
+    fn per_group_clipping_bounds_each_group_alone() {
+        let _rng = torch_rng();
+        let vs = VarStore::new(Device::Cpu);
+        let a = tch::nn::linear(vs.root() / "a", 3, 2, Default::default());
+        let b = tch::nn::linear(vs.root() / "b", 3, 2, Default::default());
+        let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
+        let mut opt = Adam::new(&vs, AdamConfig::default()).unwrap();
+        let group_norm = |prefix: &str| {
+            vs.variables()
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(_, p)| p.grad().square().sum(Kind::Double).double_value(&[]))
+                .sum::<f64>()
+                .sqrt()
+        };
+        opt.zero_grad();
+        // Group a's gradient is 1000× larger than b's; a joint clip would shrink b to nothing.
+        (x.apply(&a).sum(Kind::Float) * 1000.0 + x.apply(&b).sum(Kind::Float) * 0.01).backward();
+        let (na, nb) = (group_norm("a."), group_norm("b."));
+        assert!(na > 10.0 && nb < 0.5, "{na} {nb}");
+        let reported = opt.clip_grad_norm_per_group(0.5, &["a", "b"]);
+        assert!((reported[0] - na).abs() < 1e-5 * na, "{reported:?} vs {na}");
+        assert!(
+            (reported[1] - nb).abs() < 1e-5 * nb.max(1e-6),
+            "{reported:?} vs {nb}"
+        );
+        assert!(
+            (group_norm("a.") - 0.5).abs() < 1e-5,
+            "{}",
+            group_norm("a.")
+        );
+        assert!(
+            (group_norm("b.") - nb).abs() < 1e-9,
+            "b below the bound is untouched"
+        );
+        // A prefix that names no variable has norm 0 and touches nothing.
+        assert_eq!(opt.clip_grad_norm_per_group(0.5, &["c"]), vec![0.0]);
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub struct TrainingConfig {
     pub learning_rate: f64,
     /// Gradient-norm bound (0.5).
     pub grad_clip: f64,
+    /// Apply `grad_clip` to the score and the energy network separately instead of to their
+    /// joint gradient. The joint clip lets the energy losses' large gradients shrink the score
+    /// network's steps (docs/RESULTS.md, PITA).
+    #[serde(default)]
+    pub clip_per_network: bool,
     /// EMA decay of the generating weights (0.999).
     pub ema_decay: f64,
     /// Random rotations of x_0 (and ∇E) as augmentation (particle systems).

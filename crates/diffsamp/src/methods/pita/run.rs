@@ -103,7 +103,14 @@ pub struct TrainLine {
     pub energy_score: f64,
     pub energy_match: f64,
     pub target_score: f64,
+    /// Joint gradient norm of both networks before clipping.
     pub grad_norm: f64,
+    /// The score network's part of it.
+    #[serde(default)]
+    pub grad_norm_score: f64,
+    /// The energy network's part of it.
+    #[serde(default)]
+    pub grad_norm_energy: f64,
     pub wall_seconds: f64,
 }
 
@@ -534,11 +541,24 @@ impl PitaRun {
             &z,
         );
         let loss = terms.total.double_value(&[]);
+        let mut norms = [f64::NAN; 2];
         let mut grad_norm = f64::NAN;
         if loss.is_finite() {
             self.adam.zero_grad();
             terms.total.backward();
-            grad_norm = self.adam.clip_grad_norm(cfg.grad_clip);
+            let bound = if cfg.clip_per_network {
+                cfg.grad_clip
+            } else {
+                f64::INFINITY
+            };
+            let per = self
+                .adam
+                .clip_grad_norm_per_group(bound, &["score", "energy"]);
+            norms = [per[0], per[1]];
+            grad_norm = norms[0].hypot(norms[1]);
+            if !cfg.clip_per_network {
+                self.adam.clip_grad_norm(cfg.grad_clip);
+            }
             if grad_norm.is_finite() {
                 self.adam.step();
                 self.ema.update(&self.vs, self.adam.step_count() as u64);
@@ -557,6 +577,8 @@ impl PitaRun {
             energy_match: terms.energy_match,
             target_score: terms.target_score,
             grad_norm,
+            grad_norm_score: norms[0],
+            grad_norm_energy: norms[1],
             wall_seconds: wall,
         })
     }
