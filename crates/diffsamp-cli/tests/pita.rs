@@ -180,6 +180,27 @@ fn pita_writes_the_run_directory() {
     let fin: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
     assert_eq!(fin["evaluation"]["n_used"], 30);
+    // A reference sampler of its own redraws the tempered references (recorded beside them);
+    // running again with the same one reuses them.
+    let cached = std::fs::read(out.join("reference_T3.npy")).unwrap();
+    let own = tiny_config()
+        + "[evaluation.reference_mcmc]\nn_chains = 8\nwarmup = 40\nthinning = 3\nstep_size = 0.05\n";
+    let other = write_config(&d, &own);
+    let o = diffsamp(&["pita", "--config", s(&other), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let redrawn = std::fs::read(out.join("reference_T3.npy")).unwrap();
+    assert_ne!(cached, redrawn, "the tempered reference was not redrawn");
+    let record = std::fs::read_to_string(out.join("reference_T3.json")).unwrap();
+    assert!(
+        record.contains("reference_mcmc") && record.contains("\"warmup\": 40"),
+        "{record}"
+    );
+    let o = diffsamp(&["pita", "--config", s(&other), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        redrawn,
+        std::fs::read(out.join("reference_T3.npy")).unwrap()
+    );
     let other = write_config(
         &d,
         &tiny_config().replace("[3.0, 2.0, 1.0]", "[4.0, 2.0, 1.0]"),
@@ -312,6 +333,19 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
         (
             base.replace("[initial.mcmc]", "[initial.md]\n[initial.mcmc]"),
             "initial",
+        ),
+        (
+            base.clone() + "[evaluation.reference_mcmc]\nwarmup = 10\nchains = 4\n",
+            "unknown field `chains`",
+        ),
+        (
+            base.clone() + "[evaluation.reference_mcmc]\nthinning = 0\n",
+            "evaluation.reference_mcmc",
+        ),
+        (
+            base.clone()
+                + "[evaluation.reference_mcmc]\n[evaluation.reference_mcmc.pt]\nn_temps = 2\nt_max = 2.0\nswap_every = 1\n",
+            "evaluation.reference_mcmc.pt",
         ),
         (
             base.replace(

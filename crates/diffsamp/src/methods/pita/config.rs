@@ -89,11 +89,19 @@ pub struct EvaluationConfig {
     /// Seed of the subsampling.
     #[serde(default)]
     pub seed: u64,
-    /// Also draw MCMC references (the `initial.mcmc` sampler, `n_samples` each, cached in the
-    /// run directory; not counted as the method's energy evaluations) at every temperature
-    /// above the target, and compare each stage's energies with them.
+    /// Also draw MCMC references (`n_samples` each, cached in the run directory; not counted
+    /// as the method's energy evaluations) at every temperature above the target, and compare
+    /// each stage's energies with them.
     #[serde(default)]
     pub tempered_references: bool,
+    /// The sampler of the tempered references; unset = the initial sampler (`initial.mcmc`
+    /// or `initial.md`). The initial sampler is sized to equilibrate the first, hottest
+    /// temperature cheaply, which can leave the colder ones far from equilibrium (LJ-13:
+    /// docs/RESULTS.md, PITA); a reference is worth a longer chain. Its `n_samples` is
+    /// replaced by `evaluation.n_samples`, its `seed` by one derived from `evaluation.seed`
+    /// and the temperature; `pt` must be unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_mcmc: Option<ReferenceConfig>,
 }
 
 fn final_n() -> usize {
@@ -268,6 +276,18 @@ impl PitaConfig {
         if self.evaluation.n_samples == 0 {
             return bad("evaluation.n_samples", "must be at least 1");
         }
+        if let Some(m) = &self.evaluation.reference_mcmc {
+            m.validate().map_err(|e| Error::Config {
+                key: "evaluation.reference_mcmc".into(),
+                why: e.to_string(),
+            })?;
+            if m.pt.is_some() {
+                return bad(
+                    "evaluation.reference_mcmc.pt",
+                    "each reference chain runs at its own temperature; remove pt",
+                );
+            }
+        }
         self.reference_path()?;
         Ok(())
     }
@@ -292,6 +312,7 @@ impl PitaConfig {
                 n_samples: 0,
                 seed: 0,
                 tempered_references: false,
+                reference_mcmc: None,
             },
             ..c.clone()
         };

@@ -27,6 +27,7 @@ use crate::geometry::{random_rotation, rotate};
 use crate::io::run_files::{json_line, truncate_log, write_atomic};
 use crate::io::{load_samples, write_npy};
 use crate::mcmc::md_reference::run_md_reference;
+use crate::mcmc::reference::ReferenceConfig;
 use crate::methods::pita::buffer::SampleBuffer;
 use crate::methods::pita::config::PitaConfig;
 use crate::methods::pita::loss::{losses, Batch};
@@ -433,12 +434,18 @@ impl PitaRun {
         }
     }
 
-    /// The initial sampler (`initial.mcmc` or `initial.md`) on the system at relative
-    /// temperature `t`, with `n_samples` samples (the config's when `None`) and `seed`:
-    /// the samples `[n, dim]` and the energy evaluations they took.
-    fn sample_at(&self, t: f64, n_samples: Option<usize>, seed: u64) -> Result<(Vec<f64>, u64)> {
+    /// MCMC with `sampler` (the initial sampler, `initial.mcmc` or `initial.md`, when `None`)
+    /// on the system at relative temperature `t`, with `n_samples` samples (the sampler's
+    /// when `None`) and `seed`: the samples `[n, dim]` and the energy evaluations they took.
+    fn sample_at(
+        &self,
+        t: f64,
+        sampler: Option<&ReferenceConfig>,
+        n_samples: Option<usize>,
+        seed: u64,
+    ) -> Result<(Vec<f64>, u64)> {
         let mut silent = crate::mcmc::progress::Silent;
-        if let Some(md) = &self.config.initial.md {
+        if let (None, Some(md)) = (sampler, &self.config.initial.md) {
             let ff =
                 crate::energy::registry::force_field(&self.config.system)?.ok_or_else(|| {
                     Error::Config {
@@ -464,7 +471,7 @@ impl PitaRun {
             let res = run_md_reference(&hot, &cfg, x0, &mut silent)?;
             return Ok((res.samples, res.energy_evals));
         }
-        let Some(mcmc) = &self.config.initial.mcmc else {
+        let Some(mcmc) = sampler.or(self.config.initial.mcmc.as_ref()) else {
             return Err(Error::Config {
                 key: "initial".into(),
                 why: "set exactly one of [initial.mcmc] and [initial.md]".into(),
@@ -482,7 +489,7 @@ impl PitaRun {
 
     fn initial_samples(&mut self) -> Result<()> {
         let t0 = self.config.temperatures[0];
-        let (mut x, evals) = self.sample_at(t0, None, mix(self.config.seed, 7))?;
+        let (mut x, evals) = self.sample_at(t0, None, None, mix(self.config.seed, 7))?;
         if let Some(p) = self.particles {
             p.remove_com_batch(&mut x);
         }
@@ -813,18 +820,48 @@ impl PitaRun {
 }
 
 impl PitaRun {
-    /// Reference samples' energies at relative temperature `t` (the initial sampler with
-    /// `evaluation.n_samples` samples), cached as `reference_T<t>.npy`.
+    /// Reference samples' energies at relative temperature `t` (`evaluation.reference_mcmc`,
+    /// else the initial sampler, with `evaluation.n_samples` samples), cached as
+    /// `reference_T<t>.npy` beside a `reference_T<t>.json` of the settings that drew it; a
+    /// file drawn with other settings (or without the record) is drawn again.
     fn tempered_reference(&self, t: f64) -> Result<Vec<f64>> {
         let energy = self.system.energy.as_ref();
+        let ev = &self.config.evaluation;
+        let seed = mix(ev.seed, t.to_bits());
         let path = self.dir.join(format!("reference_T{t}.npy"));
-        if !path.exists() {
-            let ev = &self.config.evaluation;
-            let (x, _) = self.sample_at(t, Some(ev.n_samples), mix(ev.seed, t.to_bits()))?;
+        let record_path = self.dir.join(format!("reference_T{t}.json"));
+        // The settings as run: the sample count and seed replace the sampler's own.
+        let own = ev.reference_mcmc.as_ref().map(|m| ReferenceConfig {
+            n_samples: ev.n_samples,
+            seed,
+            ..m.clone()
+        });
+        let sampler = match &own {
+            Some(m) => serde_json::json!({ "reference_mcmc": m }),
+            None => serde_json::json!({ "initial": &self.config.initial }),
+        };
+        let record = serde_json::json!({
+            "temperature": t,
+            "sampler": sampler,
+            "n_samples": ev.n_samples,
+            "seed": seed,
+        });
+        let cached = path.exists()
+            && std::fs::read(&record_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|r| r == record);
+        if !cached {
+            let (x, _) = self.sample_at(t, own.as_ref(), Some(ev.n_samples), seed)?;
             let tmp = self.dir.join("reference.tmp.npy");
             let n = x.len() / self.buffer.dim;
             write_npy(&tmp, &self.sample_shape(n), &x, false)?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+            let text = serde_json::to_vec_pretty(&record).map_err(|e| Error::Format {
+                path: record_path.clone(),
+                why: e.to_string(),
+            })?;
+            write_atomic(&record_path, &text)?;
         }
         let s = load_samples(&path, energy)?;
         Ok(crate::energy::energies_batch(energy, &s.data)?)
