@@ -6,6 +6,7 @@
 //! cargo run --release -p diffsamp --example pita_checks -- divergence --run runs/lj13_pita_quick
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1 --empirical 0.001
+//! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --temperature 3 --gamma 1.5 --live
 //! ```
 
 use anyhow::{bail, Context};
@@ -242,8 +243,8 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Anneals a run's EMA model by `--gamma` (1: no temperature change) from the highest-β
-/// samples' temperature and compares the samples' energies with the buffer's at that
+/// Anneals a run's EMA model by `--gamma` (1: no temperature change) from the first buffer
+/// samples' temperature (or `--temperature T`) and compares the samples' energies with the buffer's at that
 /// temperature (γ = 1 tests the model alone, without annealing). `--drift score|energy` samples
 /// with one network's score alone and no weights; `--live` uses the last-step weights.
 fn resample_check(args: &[String]) -> anyhow::Result<()> {
@@ -265,7 +266,12 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     let edm = cfg.edm.clone();
     let run = PitaRun::open(cfg, &dir)?;
     let buffer = run.buffer();
-    let beta = buffer.beta[0];
+    // `--temperature T`: start from the model at β = 1/T (default: the first buffer samples').
+    let beta = match arg(args, "--temperature") {
+        Some(t) => 1.0 / t.parse::<f64>()?,
+        None => buffer.beta[0],
+    };
+    let at_beta = |b: f64| (b - beta).abs() < 1e-9 * beta;
     let d = buffer.dim;
     // `--live`: the last-step weights instead of the EMA ones.
     let live = args.iter().any(|a| a == "--live");
@@ -283,7 +289,7 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         Some(s) => {
             let std: f64 = s.parse()?;
             let means: Vec<Vec<f64>> = (0..buffer.len())
-                .filter(|&i| buffer.beta[i] == beta)
+                .filter(|&i| at_beta(buffer.beta[i]))
                 .map(|i| buffer.x[i * d..(i + 1) * d].to_vec())
                 .collect();
             let k = means.len();
@@ -310,10 +316,18 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     let stats = |v: &[f64]| {
         let mut s = v.to_vec();
         s.sort_by(f64::total_cmp);
-        (s[s.len() / 10], s[s.len() / 2], s[9 * s.len() / 10])
+        if s.is_empty() {
+            return "none".to_string();
+        }
+        format!(
+            "({:.1}, {:.1}, {:.1})",
+            s[s.len() / 10],
+            s[s.len() / 2],
+            s[9 * s.len() / 10]
+        )
     };
     let buf: Vec<f64> = (0..buffer.len())
-        .filter(|&i| buffer.beta[i] == beta)
+        .filter(|&i| at_beta(buffer.beta[i]))
         .map(|i| buffer.energy[i])
         .collect();
     println!(
@@ -330,7 +344,7 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         }
     );
     println!(
-        "energy quantiles (10 %, 50 %, 90 %): model {:?}, buffer at β {:?}",
+        "energy quantiles (10 %, 50 %, 90 %): model {}, buffer at β {}",
         stats(&e),
         stats(&buf)
     );
