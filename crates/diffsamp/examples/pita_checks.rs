@@ -244,8 +244,8 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Anneals a run's EMA model by `--gamma` (1: no temperature change) from the first buffer
-/// samples' temperature (or `--temperature T`) and compares the samples' energies with the buffer's at that
-/// temperature (γ = 1 tests the model alone, without annealing). `--drift score|energy` samples
+/// samples' temperature (or `--temperature T`) and compares the samples' energies with the
+/// buffer's at that temperature (γ = 1 tests the model alone, without annealing). `--drift score|energy` samples
 /// with one network's score alone and no weights; `--live` uses the last-step weights.
 fn resample_check(args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);

@@ -19,6 +19,19 @@ fn bad<T>(key: &str, why: impl Into<String>) -> Result<T> {
     })
 }
 
+/// Checks an MCMC table at `key` whose chains run at one temperature: its own ranges, and no
+/// `pt` (`pt_why` says why).
+fn single_temperature_mcmc(m: &ReferenceConfig, key: &str, pt_why: &str) -> Result<()> {
+    m.validate().map_err(|e| Error::Config {
+        key: key.into(),
+        why: e.to_string(),
+    })?;
+    if m.pt.is_some() {
+        return bad(&format!("{key}.pt"), pt_why);
+    }
+    Ok(())
+}
+
 /// The initial samples at the highest temperature of the ladder: MCMC, or, for a force field,
 /// Langevin dynamics (exactly one of the two).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,16 +215,11 @@ impl PitaConfig {
         self.edm.validate().map_err(|e| e.within("edm"))?;
         match (&self.initial.mcmc, &self.initial.md) {
             (Some(m), None) => {
-                m.validate().map_err(|e| Error::Config {
-                    key: "initial.mcmc".into(),
-                    why: e.to_string(),
-                })?;
-                if m.pt.is_some() {
-                    return bad(
-                        "initial.mcmc.pt",
-                        "the initial chain runs at the first temperature; remove pt",
-                    );
-                }
+                single_temperature_mcmc(
+                    m,
+                    "initial.mcmc",
+                    "the initial chain runs at the first temperature; remove pt",
+                )?;
             }
             (None, Some(md)) => {
                 md.validate().map_err(|e| Error::Config {
@@ -277,16 +285,11 @@ impl PitaConfig {
             return bad("evaluation.n_samples", "must be at least 1");
         }
         if let Some(m) = &self.evaluation.reference_mcmc {
-            m.validate().map_err(|e| Error::Config {
-                key: "evaluation.reference_mcmc".into(),
-                why: e.to_string(),
-            })?;
-            if m.pt.is_some() {
-                return bad(
-                    "evaluation.reference_mcmc.pt",
-                    "each reference chain runs at its own temperature; remove pt",
-                );
-            }
+            single_temperature_mcmc(
+                m,
+                "evaluation.reference_mcmc",
+                "each reference chain runs at its own temperature; remove pt",
+            )?;
         }
         self.reference_path()?;
         Ok(())
