@@ -215,6 +215,44 @@ fn pita_writes_the_run_directory() {
 }
 
 #[test]
+fn the_energy_fence_drops_the_high_energy_tail_of_each_stage() {
+    let d = tmp_dir("fence");
+    // k = 0 puts the fence at the third quartile: about a quarter of each stage is dropped
+    // (fewer where resampling duplicated samples at the quartile).
+    let text = tiny_config()
+        .replace(
+            "final_resample_clamp = 0.5",
+            "final_resample = false\nfinal_energy_fence = 0.0",
+        )
+        .replace("tempered_references = true", "tempered_references = false");
+    let cfg = write_config(&d, &text);
+    let out = d.join("run");
+    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("above the energy fence dropped"),
+        "{}",
+        stderr(&o)
+    );
+    let fin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    for stage in fin["stages"].as_array().unwrap() {
+        let (fenced, added) = (
+            stage["fenced"].as_u64().unwrap(),
+            stage["added"].as_u64().unwrap(),
+        );
+        assert!((1..=12).contains(&fenced), "{stage}");
+        assert_eq!(fenced + added, 48, "{stage}");
+    }
+    let kept = 48 - fin["stages"][1]["fenced"].as_u64().unwrap();
+    assert_eq!(fin["n_samples"].as_u64().unwrap(), kept);
+    let samples = std::fs::read(out.join("samples_T1.npy")).unwrap();
+    let header = String::from_utf8_lossy(&samples[..128]).into_owned();
+    assert!(header.contains(&format!("({kept}, 4, 2")), "{header}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
 fn a_killed_ladder_resumes_and_ends_exactly_where_an_uninterrupted_one_does() {
     let d = tmp_dir("kill");
     let cfg = write_config(&d, &tiny_config());
@@ -294,6 +332,13 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
         (
             base.replace("final_resample_clamp = 0.5", "final_resample_clamp = 1.5"),
             "final_resample_clamp",
+        ),
+        (
+            base.replace(
+                "final_resample_clamp = 0.5",
+                "final_resample_clamp = 0.5\nfinal_energy_fence = -1.0",
+            ),
+            "final_energy_fence",
         ),
         (
             base.replace("ema_decay = 0.9", "ema_decay = 1.0"),

@@ -62,8 +62,13 @@ impl Reporter {
                 if let Some((_, p)) = self.bar.take() {
                     p.finish("");
                 }
+                let fenced = if s.fenced > 0 {
+                    format!(", {} above the energy fence dropped", s.fenced)
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "T = {}: <E> {:.3} ± {:.3}, ESS min {:.3}, final-resampling ESS {:.3}, {} energy evaluations so far",
+                    "T = {}: <E> {:.3} ± {:.3}, ESS min {:.3}, final-resampling ESS {:.3}{fenced}, {} energy evaluations so far",
                     s.temperature, s.mean_energy, s.std_energy, s.ess_min, s.final_ess, s.energy_evals
                 );
             }

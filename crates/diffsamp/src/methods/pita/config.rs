@@ -153,6 +153,11 @@ pub struct PitaConfig {
     /// a few samples when the model's energy is poor; clashing samples still get weight ≈ 0.
     #[serde(default)]
     pub final_resample_clamp: Option<f64>,
+    /// Drop the stage's new samples whose true energy lies above Q₃ + k (Q₃ − Q₁) of the
+    /// population, or is not finite, before they join the buffer (unset: keep all). Removes
+    /// clashes without reweighting the bulk ([`super::fence`]).
+    #[serde(default)]
+    pub final_energy_fence: Option<f64>,
     pub evaluation: EvaluationConfig,
 }
 
@@ -279,6 +284,14 @@ impl PitaConfig {
         if let Some(q) = self.final_resample_clamp {
             if !(q > 0.0 && q <= 1.0) {
                 return bad("final_resample_clamp", format!("{q} is not in (0, 1]"));
+            }
+        }
+        if let Some(k) = self.final_energy_fence {
+            if !(k.is_finite() && k >= 0.0) {
+                return bad(
+                    "final_energy_fence",
+                    format!("{k} must be a finite number ≥ 0 (Tukey's k; 3 is usual)"),
+                );
             }
         }
         if self.evaluation.n_samples == 0 {

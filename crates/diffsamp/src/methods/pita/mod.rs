@@ -6,6 +6,7 @@ pub mod buffer;
 pub mod config;
 pub mod edm;
 pub mod exact;
+pub mod fence;
 pub mod loss;
 pub mod model;
 pub mod run;

@@ -134,6 +134,9 @@ pub struct StageLine {
     pub std_energy: f64,
     /// Samples added to the buffer (non-finite energies left out).
     pub added: usize,
+    /// Samples dropped by `final_energy_fence` (0 when it is off).
+    #[serde(default)]
+    pub fenced: usize,
     pub energy_evals: u64,
     pub smc_seconds: f64,
     pub wall_seconds: f64,
@@ -674,6 +677,26 @@ impl PitaRun {
                 es.push(eg.energies[i]);
             }
         }
+        let mut fenced = 0;
+        if let Some(k) = self.config.final_energy_fence {
+            let keep = super::fence::kept(&es, k);
+            fenced = es.len() - keep.len();
+            if keep.is_empty() {
+                return Err(Error::Config {
+                    key: "final_energy_fence".into(),
+                    why: format!("no new sample at T = {t_to} has a finite energy"),
+                });
+            }
+            xs = keep
+                .iter()
+                .flat_map(|&i| xs[i * d..(i + 1) * d].to_vec())
+                .collect();
+            gs = keep
+                .iter()
+                .flat_map(|&i| gs[i * d..(i + 1) * d].to_vec())
+                .collect();
+            es = keep.iter().map(|&i| es[i]).collect();
+        }
         let before = self.buffer.len();
         self.buffer.push(&xs, beta_to, &es, &gs)?;
         let added = self.buffer.len() - before;
@@ -692,6 +715,7 @@ impl PitaRun {
             mean_energy: mean,
             std_energy: std,
             added,
+            fenced,
             energy_evals: self.state.energy_evals,
             smc_seconds: smc_start.elapsed().as_secs_f64(),
             wall_seconds: offset + start.elapsed().as_secs_f64(),
