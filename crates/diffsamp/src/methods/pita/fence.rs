@@ -6,7 +6,9 @@
 //! at σ_min and pull the whole stage colder (docs/RESULTS.md, PITA). The fence removes only
 //! the far tail and leaves the bulk unweighted:
 //!
-//!     keep x  ⇔  E(x) finite and E(x) ≤ Q₃ + k (Q₃ − Q₁)
+//! ```text
+//! keep x  ⇔  E(x) finite and E(x) ≤ Q₃ + k (Q₃ − Q₁)
+//! ```
 //!
 //! with Q₁, Q₃ the quartiles of the finite energies of the population (Tukey's upper fence;
 //! k = 3 is his "far out"). For a Gaussian energy the true distribution loses a fraction
