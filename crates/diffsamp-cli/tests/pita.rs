@@ -214,6 +214,54 @@ fn pita_writes_the_run_directory() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// β of every logged batch, by stage.
+fn batch_betas(run: &Path) -> Vec<(usize, f64)> {
+    std::fs::read_to_string(run.join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["stage"].as_u64().unwrap() as usize,
+                v["batch_beta"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn batches_come_from_the_current_temperature_or_from_all() {
+    let d = tmp_dir("batches");
+    let all = tiny_config().replace("tempered_references = true", "tempered_references = false");
+    let current = all.replace(
+        "batch_size = 16",
+        "batch_size = 16\nbatches_from = \"current\"",
+    );
+    let betas = [1.0 / 3.0, 0.5, 1.0];
+    let mut runs = Vec::new();
+    for (name, text) in [("all", &all), ("current", &current)] {
+        let out = d.join(name);
+        let cfg = write_config(&d, text);
+        let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        runs.push(batch_betas(&out));
+    }
+    // Stage 0 has one temperature either way.
+    for (stage, b) in runs.iter().flatten().filter(|(s, _)| *s == 0) {
+        assert!((b - betas[*stage]).abs() < 1e-12, "{b}");
+    }
+    // Later stages: exactly the stage's β with "current"; a mix of earlier ones with "all"
+    // (16 draws from a buffer of 64 + 48 (+ 48) samples: all at one β has probability
+    // (64/112)^16 ≈ 1.3·10⁻⁴ per batch at stage 1, less later; the seed is fixed).
+    for &(stage, b) in runs[1].iter().filter(|(s, _)| *s > 0) {
+        assert!((b - betas[stage]).abs() < 1e-12, "stage {stage}: β {b}");
+    }
+    for &(stage, b) in runs[0].iter().filter(|(s, _)| *s > 0) {
+        assert!(b > betas[0] && b < betas[stage], "stage {stage}: β {b}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn the_energy_fence_drops_the_high_energy_tail_of_each_stage() {
     let d = tmp_dir("fence");
@@ -339,6 +387,10 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
                 "final_resample_clamp = 0.5\nfinal_energy_fence = -1.0",
             ),
             "final_energy_fence",
+        ),
+        (
+            base.replace("batch_size = 16", "batch_size = 16\nbatches_from = \"newest\""),
+            "batches_from",
         ),
         (
             base.replace("ema_decay = 0.9", "ema_decay = 1.0"),

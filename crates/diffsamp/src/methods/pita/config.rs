@@ -56,8 +56,13 @@ pub struct TrainingConfig {
     pub steps_first: usize,
     /// Adam steps at every later temperature (after its samples join the buffer).
     pub steps_per_stage: usize,
-    /// Batch size (≥ 1), drawn uniformly from the whole buffer.
+    /// Batch size (≥ 1), drawn uniformly from the buffer entries that `batches_from` names.
     pub batch_size: usize,
+    /// Which buffer entries a batch is drawn from: `"all"` temperatures reached so far, or the
+    /// `"current"` (newest) one only, as the published code does (each temperature has its own
+    /// buffer there). With `"all"`, the newest temperature is a fifth of the data by T = 1.5.
+    #[serde(default)]
+    pub batches_from: BatchSource,
     /// Adam learning rate (1e-3).
     pub learning_rate: f64,
     /// Gradient-norm bound (0.5).
@@ -80,6 +85,17 @@ pub struct TrainingConfig {
     /// Loss weights and masks.
     #[serde(default)]
     pub loss: LossConfig,
+}
+
+/// The buffer entries a training batch is drawn from ([`TrainingConfig::batches_from`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchSource {
+    /// Every temperature reached so far.
+    #[default]
+    All,
+    /// The stage's own temperature only.
+    Current,
 }
 
 fn yes() -> bool {

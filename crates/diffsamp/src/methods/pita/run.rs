@@ -29,6 +29,7 @@ use crate::io::{load_samples, write_npy};
 use crate::mcmc::md_reference::run_md_reference;
 use crate::mcmc::reference::ReferenceConfig;
 use crate::methods::pita::buffer::SampleBuffer;
+use crate::methods::pita::config::BatchSource;
 use crate::methods::pita::config::PitaConfig;
 use crate::methods::pita::loss::{losses, Batch};
 use crate::methods::pita::model::{AtBeta, PitaModel};
@@ -112,6 +113,10 @@ pub struct TrainLine {
     /// The energy network's part of it.
     #[serde(default)]
     pub grad_norm_energy: f64,
+    /// Mean relative inverse temperature β of the batch's samples (1/T of the stage when
+    /// `training.batches_from = "current"`).
+    #[serde(default)]
+    pub batch_beta: f64,
     pub wall_seconds: f64,
 }
 
@@ -505,13 +510,33 @@ impl PitaRun {
     fn train_step(&mut self, stage: usize, temperature: f64, wall: f64) -> Result<TrainLine> {
         let cfg = &self.config.training;
         let (b, d) = (cfg.batch_size, self.buffer.dim);
-        let n = self.buffer.len();
+        // The entries a batch may come from: all, or those at this stage's temperature.
+        let pool: Option<Vec<usize>> = match cfg.batches_from {
+            BatchSource::All => None,
+            BatchSource::Current => {
+                let beta = 1.0 / temperature;
+                let close = |v: f64| (v - beta).abs() <= 1e-9 * beta;
+                Some(
+                    (0..self.buffer.len())
+                        .filter(|&i| close(self.buffer.beta[i]))
+                        .collect(),
+                )
+            }
+        };
+        let n = pool.as_ref().map_or(self.buffer.len(), Vec::len);
+        if n == 0 {
+            return Err(Error::Config {
+                key: "training.batches_from".into(),
+                why: format!("the buffer holds no sample at T = {temperature}"),
+            });
+        }
         let mut x0 = Vec::with_capacity(b * d);
         let mut grad = Vec::with_capacity(b * d);
         let mut beta = Vec::with_capacity(b);
         let mut reduced = Vec::with_capacity(b);
         for _ in 0..b {
             let i = self.rng.random_range(0..n);
+            let i = pool.as_ref().map_or(i, |p| p[i]);
             let (mut xi, mut gi) = (
                 self.buffer.x[i * d..(i + 1) * d].to_vec(),
                 self.buffer.grad[i * d..(i + 1) * d].to_vec(),
@@ -528,6 +553,7 @@ impl PitaRun {
             beta.push(bi);
             reduced.push(bi * self.buffer.energy[i]);
         }
+        let batch_beta = beta.iter().sum::<f64>() / b as f64;
         let dev = self.device;
         let batch = Batch {
             x0: to_tensor(&x0, &[b as i64, d as i64], dev),
@@ -589,6 +615,7 @@ impl PitaRun {
             grad_norm,
             grad_norm_score: norms[0],
             grad_norm_energy: norms[1],
+            batch_beta,
             wall_seconds: wall,
         })
     }
