@@ -70,6 +70,22 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     p
 }
 
+/// Writes `text` as the config, runs `diffsamp pita` into `dir/name`, asserts that it
+/// succeeded and returns the run directory and the command's stderr.
+fn run_pita(dir: &Path, name: &str, text: &str) -> (PathBuf, String) {
+    let cfg = write_config(dir, text);
+    let out = dir.join(name);
+    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    (out, err)
+}
+
+/// The run's `final.json`.
+fn final_json(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("final.json")).unwrap()).unwrap()
+}
+
 fn lines(p: &Path) -> usize {
     std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
 }
@@ -110,10 +126,7 @@ fn clipping_per_network_trains_and_differs_from_the_joint_clip() {
     );
     let mut finals = Vec::new();
     for (name, text) in [("joint", &joint), ("per", &per)] {
-        let out = d.join(name);
-        let cfg = write_config(&d, text);
-        let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let (out, _) = run_pita(&d, name, text);
         assert_norms_of_both_networks_logged(&out);
         finals.push(std::fs::read(out.join("samples.npy")).unwrap());
     }
@@ -124,10 +137,7 @@ fn clipping_per_network_trains_and_differs_from_the_joint_clip() {
 #[test]
 fn pita_writes_the_run_directory() {
     let d = tmp_dir("run");
-    let cfg = write_config(&d, &tiny_config());
-    let out = d.join("run");
-    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (out, _) = run_pita(&d, "run", &tiny_config());
     for f in [
         "config.toml",
         "train.jsonl",
@@ -146,8 +156,7 @@ fn pita_writes_the_run_directory() {
     assert_eq!(lines(&out.join("train.jsonl")), 18);
     assert_eq!(lines(&out.join("metrics.jsonl")), 2);
     assert_norms_of_both_networks_logged(&out);
-    let fin: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    let fin = final_json(&out);
     assert_eq!(fin["training_steps"], 18);
     assert_eq!(fin["n_samples"], 48);
     assert_eq!(fin["stages"].as_array().unwrap().len(), 2);
@@ -177,8 +186,7 @@ fn pita_writes_the_run_directory() {
     );
     let o = diffsamp(&["pita", "--config", s(&other), "--out", s(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let fin: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    let fin = final_json(&out);
     assert_eq!(fin["evaluation"]["n_used"], 30);
     // A reference sampler of its own redraws the tempered references (recorded beside them);
     // running again with the same one reuses them.
@@ -240,10 +248,7 @@ fn batches_come_from_the_current_temperature_or_from_all() {
     let betas = [1.0 / 3.0, 0.5, 1.0];
     let mut runs = Vec::new();
     for (name, text) in [("all", &all), ("current", &current)] {
-        let out = d.join(name);
-        let cfg = write_config(&d, text);
-        let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let (out, _) = run_pita(&d, name, text);
         runs.push(batch_betas(&out));
     }
     // Stage 0 has one temperature either way.
@@ -273,17 +278,9 @@ fn the_energy_fence_drops_the_high_energy_tail_of_each_stage() {
             "final_resample = false\nfinal_energy_fence = 0.0",
         )
         .replace("tempered_references = true", "tempered_references = false");
-    let cfg = write_config(&d, &text);
-    let out = d.join("run");
-    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("above the energy fence dropped"),
-        "{}",
-        stderr(&o)
-    );
-    let fin: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    let (out, err) = run_pita(&d, "run", &text);
+    assert!(err.contains("above the energy fence dropped"), "{err}");
+    let fin = final_json(&out);
     for stage in fin["stages"].as_array().unwrap() {
         let (fenced, added) = (
             stage["fenced"].as_u64().unwrap(),
@@ -303,10 +300,8 @@ fn the_energy_fence_drops_the_high_energy_tail_of_each_stage() {
 #[test]
 fn a_killed_ladder_resumes_and_ends_exactly_where_an_uninterrupted_one_does() {
     let d = tmp_dir("kill");
+    let (straight, _) = run_pita(&d, "straight", &tiny_config());
     let cfg = write_config(&d, &tiny_config());
-    let straight = d.join("straight");
-    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&straight)]);
-    assert!(o.status.success(), "{}", stderr(&o));
 
     let resumed = d.join("resumed");
     // Kill in the first stage's training, right after it, and in the second stage.
@@ -483,12 +478,8 @@ fn alanine_dipeptide_ladder_starts_from_molecular_dynamics_and_reports_torsions(
         )
         .replace("val_split_DW4.npy", "aldp_300K_val_nm.npy")
         .replace("tempered_references = true", "tempered_references = false");
-    let cfg = write_config(&d, &text);
-    let out = d.join("run");
-    let o = diffsamp(&["pita", "--config", s(&cfg), "--out", s(&out)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let fin: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("final.json")).unwrap()).unwrap();
+    let (out, _) = run_pita(&d, "run", &text);
+    let fin = final_json(&out);
     let t = &fin["evaluation"]["torsions"];
     assert!(t["kl_phi"].as_f64().unwrap().is_finite(), "{t}");
     assert!(out.join("plots/ramachandran.png").is_file());
