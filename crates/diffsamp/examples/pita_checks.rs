@@ -7,6 +7,7 @@
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1 --empirical 0.001
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --temperature 3 --gamma 1.5 --live
+//! cargo run --release -p diffsamp --example pita_checks -- energy-fit --run runs/lj13_pita_quick --samples a.npy,b.npy --temperature 4
 //! ```
 
 use anyhow::{bail, Context};
@@ -15,7 +16,7 @@ use diffsamp::methods::pita::exact::DiffusedMixture;
 use diffsamp::methods::pita::loss::{losses, Batch, LossConfig};
 use diffsamp::methods::pita::model::{AtBeta, NetworkConfig, PitaModel};
 use diffsamp::methods::pita::smc::{
-    anneal, score_and_divergence, Diffused, Divergence, Resampling, SmcConfig, Space,
+    anneal, score_and_divergence, Diffused, Divergence, Drift, Resampling, SmcConfig, Space,
 };
 use diffsamp::methods::pita::{PitaConfig, PitaRun};
 use diffsamp::nn::{Adam, AdamConfig, Ema, MlpConfig, StateLayout};
@@ -246,7 +247,8 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
 /// Anneals a run's EMA model by `--gamma` (1: no temperature change) from the first buffer
 /// samples' temperature (or `--temperature T`) and compares the samples' energies with the
 /// buffer's at that temperature (γ = 1 tests the model alone, without annealing). `--drift score|energy` samples
-/// with one network's score alone and no weights; `--live` uses the last-step weights.
+/// with one network's score alone and no weights; `--live` uses the last-step weights;
+/// `--denoise` ends with one Tweedie step from σ_min.
 fn resample_check(args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);
     let gamma: f64 = arg(args, "--gamma").map_or(Ok(1.0), |s| s.parse())?;
@@ -311,7 +313,29 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         device: Device::Cpu,
     };
     let out = anneal(model, &edm, gamma, space, &smc, |_, _| {})?;
-    let x: Vec<f64> = Vec::<f64>::try_from(out.samples.to_kind(Kind::Double).view([-1]))?;
+    // `--denoise`: one Tweedie step from σ_min, x + σ_min² γ s(x, σ_min) (the mean of the clean
+    // sample under the annealed density, whose score is γ s).
+    let samples = if args.iter().any(|a| a == "--denoise") {
+        let h = edm.sigma_min * edm.sigma_min;
+        let s = tch::no_grad(|| {
+            let sig = Tensor::full(
+                [out.samples.size()[0]],
+                edm.sigma_min,
+                (out.samples.kind(), Device::Cpu),
+            );
+            match smc.drift {
+                Drift::Score => model.score(&out.samples, &sig),
+                Drift::Energy => -grad_energy(model, &out.samples, &sig),
+                Drift::Mixed => {
+                    (model.score(&out.samples, &sig) - grad_energy(model, &out.samples, &sig)) / 2.0
+                }
+            }
+        });
+        network.model.project(&(&out.samples + s * (h * gamma)))
+    } else {
+        out.samples
+    };
+    let x: Vec<f64> = Vec::<f64>::try_from(samples.to_kind(Kind::Double).view([-1]))?;
     let e = diffsamp::energy::energies_batch(system.energy.as_ref(), &x)?;
     let stats = |v: &[f64]| {
         let mut s = v.to_vec();
@@ -351,14 +375,116 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the run's learned energy at σ_min tracks the true one: E_θ(x, σ_min) of the EMA model
+/// at β = 1/T (`--temperature T`, default the first buffer temperature; `--live` for the
+/// last-step weights) on the rows of each `--samples` file (comma-separated .npy paths),
+/// against the true energy in units of kT, βU(x). Prints each file's means and, pooled over
+/// all files, the least-squares slope of E_θ on βU: 1 where the model spaces configurations
+/// as the target does, below 1 where it is too flat (its annealed targets then too hot).
+fn energy_fit(args: &[String]) -> anyhow::Result<()> {
+    let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);
+    let files = arg(args, "--samples").context("--samples A.npy[,B.npy...] is needed")?;
+    let cfg = PitaConfig::load(&dir.join("config.toml"))?;
+    let system = diffsamp::energy::registry::system(&cfg.system)?;
+    let sigma_min = cfg.edm.sigma_min;
+    let run = PitaRun::open(cfg, &dir)?;
+    let beta = match arg(args, "--temperature") {
+        Some(t) => 1.0 / t.parse::<f64>()?,
+        None => run.buffer().beta[0],
+    };
+    let live = args.iter().any(|a| a == "--live");
+    let model = if live {
+        run.live_model()
+    } else {
+        run.ema_model()
+    };
+    let d = model.dim();
+    let network = AtBeta { model, beta };
+    println!(
+        "run {}, β {beta:.3}, {} weights, E_θ at σ_min = {sigma_min}",
+        dir.display(),
+        if live { "live" } else { "EMA" }
+    );
+    println!("| samples | n | mean βU | mean E_θ | slope of E_θ on βU within the file |");
+    println!("|---|---|---|---|---|");
+    let (mut all_u, mut all_m) = (Vec::new(), Vec::new());
+    for path in files.split(',') {
+        let a = diffsamp::io::read_npy(std::path::Path::new(path))?;
+        if a.data.len() % d != 0 {
+            bail!("{path}: {} values are not rows of {d}", a.data.len());
+        }
+        let n = a.data.len() / d;
+        let u: Vec<f64> = diffsamp::energy::energies_batch(system.energy.as_ref(), &a.data)?
+            .iter()
+            .map(|e| e * beta)
+            .collect();
+        let x = network.model.project(
+            &Tensor::from_slice(&a.data)
+                .view([n as i64, d as i64])
+                .to_kind(Kind::Float),
+        );
+        let m: Vec<f64> = tch::no_grad(|| {
+            let parts: Vec<Tensor> = x
+                .split(500, 0)
+                .iter()
+                .map(|xc| {
+                    network.energy(
+                        xc,
+                        &Tensor::full([xc.size()[0]], sigma_min, (Kind::Float, Device::Cpu)),
+                    )
+                })
+                .collect();
+            Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_kind(Kind::Double))
+        })?;
+        // Rows with a non-finite true energy (clashes) say nothing about the slope.
+        let keep: Vec<usize> = (0..n)
+            .filter(|&i| u[i].is_finite() && m[i].is_finite())
+            .collect();
+        let (fu, fm): (Vec<f64>, Vec<f64>) = keep.iter().map(|&i| (u[i], m[i])).unzip();
+        println!(
+            "| {path} | {} | {:.2} | {:.2} | {:.3} |",
+            fu.len(),
+            mean(&fu),
+            mean(&fm),
+            slope(&fu, &fm)
+        );
+        all_u.extend(fu);
+        all_m.extend(fm);
+    }
+    println!("pooled slope of E_θ on βU: {:.3}", slope(&all_u, &all_m));
+    Ok(())
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Least-squares slope of y on x: cov(x, y) / var(x).
+fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let (mx, my) = (mean(x), mean(y));
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let var: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    cov / var
+}
+
+/// ∇_x E(x, σ) of a model, `[B, d]`.
+fn grad_energy(model: &dyn Diffused, x: &Tensor, sigma: &Tensor) -> Tensor {
+    tch::with_grad(|| {
+        let x = x.detach().set_requires_grad(true);
+        let e = model.energy(&x, sigma).sum(Kind::Float);
+        Tensor::run_backward(&[e], &[&x], false, false)[0].detach()
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("mixture") => mixture(&args),
         Some("divergence") => divergence(&args),
         Some("anneal") => resample_check(&args),
+        Some("energy-fit") => energy_fit(&args),
         _ => bail!(
-            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K] [--drift D] [--live] [--empirical STD]"
+            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K] [--drift D] [--live] [--empirical STD] [--denoise] | energy-fit --run DIR --samples A.npy[,B.npy] [--temperature T] [--live]"
         ),
     }
 }
