@@ -11,6 +11,7 @@
 //! ```
 
 use anyhow::{bail, Context};
+use diffsamp::mcmc::diagnostics::mean_std;
 use diffsamp::methods::pita::edm::Edm;
 use diffsamp::methods::pita::exact::DiffusedMixture;
 use diffsamp::methods::pita::loss::{losses, Batch, LossConfig};
@@ -444,8 +445,8 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
         println!(
             "| {path} | {} | {:.2} | {:.2} | {:.3} |",
             fu.len(),
-            mean(&fu),
-            mean(&fm),
+            mean_std(&fu).0,
+            mean_std(&fm).0,
             slope(&fu, &fm)
         );
         all_u.extend(fu);
@@ -455,13 +456,9 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
 /// Least-squares slope of y on x: cov(x, y) / var(x).
 fn slope(x: &[f64], y: &[f64]) -> f64 {
-    let (mx, my) = (mean(x), mean(y));
+    let (mx, my) = (mean_std(x).0, mean_std(y).0);
     let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
     let var: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
     cov / var
