@@ -11,13 +11,13 @@
 //! ```
 
 use anyhow::{bail, Context};
-use diffsamp::mcmc::diagnostics::mean_std;
+use diffsamp::methods::pita::diagnostics::EnergyFit;
 use diffsamp::methods::pita::edm::Edm;
 use diffsamp::methods::pita::exact::DiffusedMixture;
 use diffsamp::methods::pita::loss::{losses, Batch, LossConfig};
 use diffsamp::methods::pita::model::{AtBeta, NetworkConfig, PitaModel};
 use diffsamp::methods::pita::smc::{
-    anneal, score_and_divergence, Diffused, Divergence, Drift, Resampling, SmcConfig, Space,
+    anneal, score_and_divergence, Diffused, Divergence, Resampling, SmcConfig, Space,
 };
 use diffsamp::methods::pita::{PitaConfig, PitaRun};
 use diffsamp::nn::{Adam, AdamConfig, Ema, MlpConfig, StateLayout};
@@ -318,20 +318,12 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     // sample under the annealed density, whose score is γ s).
     let samples = if args.iter().any(|a| a == "--denoise") {
         let h = edm.sigma_min * edm.sigma_min;
-        let s = tch::no_grad(|| {
-            let sig = Tensor::full(
-                [out.samples.size()[0]],
-                edm.sigma_min,
-                (out.samples.kind(), Device::Cpu),
-            );
-            match smc.drift {
-                Drift::Score => model.score(&out.samples, &sig),
-                Drift::Energy => -grad_energy(model, &out.samples, &sig),
-                Drift::Mixed => {
-                    (model.score(&out.samples, &sig) - grad_energy(model, &out.samples, &sig)) / 2.0
-                }
-            }
-        });
+        let sig = Tensor::full(
+            [out.samples.size()[0]],
+            edm.sigma_min,
+            (out.samples.kind(), Device::Cpu),
+        );
+        let s = smc.drift.evaluate(model, &out.samples, &sig)?;
         network.model.project(&(&out.samples + s * (h * gamma)))
     } else {
         out.samples
@@ -408,7 +400,7 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
     );
     println!("| samples | n | mean βU | mean E_θ | slope of E_θ on βU within the file |");
     println!("|---|---|---|---|---|");
-    let (mut all_u, mut all_m) = (Vec::new(), Vec::new());
+    let mut fits = Vec::new();
     for path in files.split(',') {
         let a = diffsamp::io::read_npy(std::path::Path::new(path))?;
         if a.data.len() % d != 0 {
@@ -424,53 +416,20 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
                 .view([n as i64, d as i64])
                 .to_kind(Kind::Float),
         );
-        let m: Vec<f64> = tch::no_grad(|| {
-            let parts: Vec<Tensor> = x
-                .split(500, 0)
-                .iter()
-                .map(|xc| {
-                    network.energy(
-                        xc,
-                        &Tensor::full([xc.size()[0]], sigma_min, (Kind::Float, Device::Cpu)),
-                    )
-                })
-                .collect();
-            Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_kind(Kind::Double))
-        })?;
-        // Rows with a non-finite true energy (clashes) say nothing about the slope.
-        let keep: Vec<usize> = (0..n)
-            .filter(|&i| u[i].is_finite() && m[i].is_finite())
-            .collect();
-        let (fu, fm): (Vec<f64>, Vec<f64>) = keep.iter().map(|&i| (u[i], m[i])).unzip();
+        let fit = EnergyFit::new(&network, &x, sigma_min, &u)?;
+        let (mu, me) = fit.means();
         println!(
-            "| {path} | {} | {:.2} | {:.2} | {:.3} |",
-            fu.len(),
-            mean_std(&fu).0,
-            mean_std(&fm).0,
-            slope(&fu, &fm)
+            "| {path} | {} | {mu:.2} | {me:.2} | {:.3} |",
+            fit.beta_u.len(),
+            fit.slope
         );
-        all_u.extend(fu);
-        all_m.extend(fm);
+        fits.push(fit);
     }
-    println!("pooled slope of E_θ on βU: {:.3}", slope(&all_u, &all_m));
+    println!(
+        "pooled slope of E_θ on βU: {:.3}",
+        EnergyFit::pooled(&fits).slope
+    );
     Ok(())
-}
-
-/// Least-squares slope of y on x: cov(x, y) / var(x).
-fn slope(x: &[f64], y: &[f64]) -> f64 {
-    let (mx, my) = (mean_std(x).0, mean_std(y).0);
-    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let var: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
-    cov / var
-}
-
-/// ∇_x E(x, σ) of a model, `[B, d]`.
-fn grad_energy(model: &dyn Diffused, x: &Tensor, sigma: &Tensor) -> Tensor {
-    tch::with_grad(|| {
-        let x = x.detach().set_requires_grad(true);
-        let e = model.energy(&x, sigma).sum(Kind::Float);
-        Tensor::run_backward(&[e], &[&x], false, false)[0].detach()
-    })
 }
 
 fn main() -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! buffer, training continues, down to the target temperature.
 pub mod buffer;
 pub mod config;
+pub mod diagnostics;
 pub mod edm;
 pub mod exact;
 pub mod fence;

@@ -51,6 +51,39 @@ pub enum Drift {
     Energy,
 }
 
+impl Drift {
+    /// The drift's estimate of the score from the score network's s and the energy network's
+    /// ∇_x E: (s − ∇E)/2, s or −∇E. Each argument is needed only when the drift uses it.
+    pub fn combine(self, score: Option<Tensor>, grad_e: Option<Tensor>) -> Result<Tensor> {
+        let missing = |what: &str| Error::Shape(format!("the {self:?} drift needs {what}"));
+        Ok(match self {
+            Drift::Mixed => {
+                (score.ok_or_else(|| missing("the score"))?
+                    - grad_e.ok_or_else(|| missing("∇E"))?)
+                    / 2.0
+            }
+            Drift::Score => score.ok_or_else(|| missing("the score"))?,
+            Drift::Energy => -grad_e.ok_or_else(|| missing("∇E"))?,
+        })
+    }
+
+    /// The drift's score estimate for `model` at x `[B, d]`, σ `[B]` (detached).
+    pub fn evaluate(self, model: &dyn Diffused, x: &Tensor, sigma: &Tensor) -> Result<Tensor> {
+        let score = (self != Drift::Energy).then(|| model.score(&x.detach(), sigma).detach());
+        let grad_e = (self != Drift::Score).then(|| grad_energy(model, x, sigma));
+        self.combine(score, grad_e)
+    }
+}
+
+/// ∇_x E(x, σ) `[B, d]` of a model at x `[B, d]`, σ `[B]` (detached).
+pub fn grad_energy(model: &dyn Diffused, x: &Tensor, sigma: &Tensor) -> Tensor {
+    tch::with_grad(|| {
+        let x = x.detach().set_requires_grad(true);
+        let e = model.energy(&x, sigma);
+        Tensor::run_backward(&[e.sum(e.kind())], &[&x], false, false)[0].detach()
+    })
+}
+
 /// Settings of the annealing SMC.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -223,9 +256,7 @@ fn step_terms(model: &dyn Diffused, x: &Tensor, sigma: f64, needs: Needs) -> Ste
         return terms;
     }
     if needs.energy {
-        let e = model.energy(&x, &sig);
-        let g = Tensor::run_backward(&[e.sum(e.kind())], &[&x], false, false);
-        terms.grad_e = Some(g[0].detach());
+        terms.grad_e = Some(grad_energy(model, &x, &sig));
     }
     if needs.score {
         // Not under no_grad: a score may itself be an autograd derivative (exact mixtures).
@@ -353,11 +384,8 @@ pub fn anneal(
             grads.extend(terms.grad_e);
         }
         let noise = Tensor::randn([n, dim as i64], opts);
-        let score = match config.drift {
-            Drift::Mixed => (Tensor::cat(&scores, 0) - Tensor::cat(&grads, 0)) / 2.0,
-            Drift::Score => Tensor::cat(&scores, 0),
-            Drift::Energy => -Tensor::cat(&grads, 0),
-        };
+        let cat = |parts: Vec<Tensor>| (!parts.is_empty()).then(|| Tensor::cat(&parts, 0));
+        let score = config.drift.combine(cat(scores), cat(grads))?;
         x = project(&x + score * (gamma * g2 * dt) + noise * (g2 * dt).sqrt());
         if weighted {
             let mut g = Tensor::cat(&incs, 0).to_kind(Kind::Double);
@@ -444,6 +472,27 @@ mod tests {
             let v: Tensor = sigma.square() + 1.0;
             x.square().sum_dim_intlist(1, false, x.kind()) / (v * 2.0)
         }
+    }
+
+    /// For an exact model every drift is the same score, −x/(1 + σ²) for the diffused
+    /// N(0, I); a drift whose network is missing is an error, not a panic.
+    #[test]
+    fn every_drift_of_an_exact_model_is_its_score() {
+        let _rng = torch_rng();
+        tch::manual_seed(2);
+        let model = CountingGaussian::default();
+        let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
+        let sigma = Tensor::full([8], 0.5, (Kind::Float, Device::Cpu));
+        let exact = -&x / 1.25;
+        for drift in [Drift::Mixed, Drift::Score, Drift::Energy] {
+            let s = drift.evaluate(&model, &x, &sigma).unwrap();
+            let err = (s - &exact).abs().max().double_value(&[]);
+            assert!(err < 1e-6, "{drift:?}: {err}");
+        }
+        assert!(Drift::Mixed
+            .combine(Some(exact.shallow_clone()), None)
+            .is_err());
+        assert!(Drift::Energy.combine(Some(exact), None).is_err());
     }
 
     /// A step evaluates only what it uses: a one-network drift without weights never calls the

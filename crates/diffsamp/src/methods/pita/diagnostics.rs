@@ -1,0 +1,122 @@
+//! Diagnostics of a trained PITA model against the true energy.
+
+use crate::error::{Error, Result};
+use crate::mcmc::diagnostics::mean_std;
+use crate::methods::pita::smc::Diffused;
+use tch::{Kind, Tensor};
+
+/// How a learned energy E_θ(x, σ) tracks the true one in units of kT, βU(x), on a set of
+/// configurations (rows where either is non-finite are dropped).
+#[derive(Clone, Debug)]
+pub struct EnergyFit {
+    /// βU of the kept rows.
+    pub beta_u: Vec<f64>,
+    /// E_θ(x, σ) of the kept rows.
+    pub model: Vec<f64>,
+    /// Least-squares slope of E_θ on βU, cov(βU, E_θ) / var(βU): 1 where the model spaces the
+    /// configurations as the target does; below 1 where it is too flat, so that its annealed
+    /// density exp(−γ E_θ) is hotter than the target at γβ.
+    pub slope: f64,
+}
+
+impl EnergyFit {
+    /// Fits E_θ(x, σ) of `model` at the rows of x `[n, d]` against `beta_u` (n values),
+    /// evaluating the model in chunks of 500 rows without gradients.
+    pub fn new(model: &dyn Diffused, x: &Tensor, sigma: f64, beta_u: &[f64]) -> Result<Self> {
+        let n = x.size()[0];
+        if x.dim() != 2 || n as usize != beta_u.len() {
+            return Err(Error::Shape(format!(
+                "energy fit: {} true energies for configurations of shape {:?}",
+                beta_u.len(),
+                x.size()
+            )));
+        }
+        let model_e = tch::no_grad(|| {
+            let parts: Vec<Tensor> = x
+                .split(500, 0)
+                .iter()
+                .map(|xc| {
+                    model.energy(
+                        xc,
+                        &Tensor::full([xc.size()[0]], sigma, (xc.kind(), xc.device())),
+                    )
+                })
+                .collect();
+            Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_kind(Kind::Double))
+        })
+        .map_err(|e| Error::Shape(format!("energy fit: {e}")))?;
+        let (beta_u, model): (Vec<f64>, Vec<f64>) = beta_u
+            .iter()
+            .zip(&model_e)
+            .filter(|(u, m)| u.is_finite() && m.is_finite())
+            .map(|(&u, &m)| (u, m))
+            .unzip();
+        let slope = slope(&beta_u, &model);
+        Ok(Self {
+            beta_u,
+            model,
+            slope,
+        })
+    }
+
+    /// Mean βU and mean E_θ over the kept rows.
+    pub fn means(&self) -> (f64, f64) {
+        (mean_std(&self.beta_u).0, mean_std(&self.model).0)
+    }
+
+    /// The fit over the rows of several fits together.
+    pub fn pooled(fits: &[EnergyFit]) -> Self {
+        let beta_u: Vec<f64> = fits.iter().flat_map(|f| f.beta_u.iter().copied()).collect();
+        let model: Vec<f64> = fits.iter().flat_map(|f| f.model.iter().copied()).collect();
+        let slope = slope(&beta_u, &model);
+        Self {
+            beta_u,
+            model,
+            slope,
+        }
+    }
+}
+
+/// Least-squares slope of y on x, cov(x, y) / var(x) (NaN for fewer than two distinct x).
+fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let (mx, my) = (mean_std(x).0, mean_std(y).0);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let var: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    cov / var
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::pita::exact::DiffusedMixture;
+    use crate::nn::layers::testing::torch_rng;
+    use tch::Device;
+
+    /// For p = N(0, s² I) the diffused energy is |x|²/(2(s² + σ²)) + c and βU = |x|²/(2 s²),
+    /// so the slope is s²/(s² + σ²) on any configurations: 0.8 for s = 1, σ = 0.5, and 1 in
+    /// the limit σ → 0. Rows with a non-finite βU are dropped; a length mismatch is an error.
+    #[test]
+    fn slope_of_a_diffused_gaussian_is_its_variance_ratio() {
+        let _rng = torch_rng();
+        tch::manual_seed(3);
+        let p = DiffusedMixture::new(vec![1.0], vec![vec![0.0; 3]], vec![1.0]).unwrap();
+        let x = Tensor::randn([400, 3], (Kind::Float, Device::Cpu)) * 1.5;
+        let mut u: Vec<f64> = Vec::<f64>::try_from(
+            (x.square().sum_dim_intlist(1, false, Kind::Float) / 2.0).to_kind(Kind::Double),
+        )
+        .unwrap();
+        u[7] = f64::INFINITY;
+        for (sigma, want) in [(0.5, 0.8), (1e-3, 1.0 / (1.0 + 1e-6))] {
+            let fit = EnergyFit::new(&p, &x, sigma, &u).unwrap();
+            assert_eq!(fit.beta_u.len(), 399);
+            assert!((fit.slope - want).abs() < 1e-4, "σ {sigma}: {}", fit.slope);
+        }
+        let a = EnergyFit::new(&p, &x.narrow(0, 0, 200), 0.5, &u[..200]).unwrap();
+        let b = EnergyFit::new(&p, &x.narrow(0, 200, 200), 0.5, &u[200..]).unwrap();
+        let pooled = EnergyFit::pooled(&[a, b]);
+        assert_eq!(pooled.beta_u.len(), 399);
+        assert!((pooled.slope - 0.8).abs() < 1e-4, "{}", pooled.slope);
+        let err = EnergyFit::new(&p, &x, 0.5, &u[..10]).unwrap_err();
+        assert!(err.to_string().contains("10 true energies"), "{err}");
+    }
+}
