@@ -183,6 +183,7 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
 fn divergence(args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);
     let cfg = PitaConfig::load(&dir.join("config.toml"))?;
+    let scale = cfg.edm.data_scale;
     let run = PitaRun::open(cfg, &dir)?;
     let buffer = run.buffer();
     let d = buffer.dim;
@@ -197,7 +198,7 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
     }
     let x: Vec<f64> = rows
         .iter()
-        .flat_map(|&i| buffer.x[i * d..(i + 1) * d].iter().copied())
+        .flat_map(|&i| buffer.x[i * d..(i + 1) * d].iter().map(|v| v / scale))
         .collect();
     let n = rows.len() as i64;
     let x0 = Tensor::from_slice(&x)
@@ -293,7 +294,12 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
             let std: f64 = s.parse()?;
             let means: Vec<Vec<f64>> = (0..buffer.len())
                 .filter(|&i| at_beta(buffer.beta[i]))
-                .map(|i| buffer.x[i * d..(i + 1) * d].to_vec())
+                .map(|i| {
+                    buffer.x[i * d..(i + 1) * d]
+                        .iter()
+                        .map(|v| v / edm.data_scale)
+                        .collect()
+                })
                 .collect();
             let k = means.len();
             Some(DiffusedMixture::new(vec![1.0; k], means, vec![std; k])?)
@@ -328,7 +334,8 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     } else {
         out.samples
     };
-    let x: Vec<f64> = Vec::<f64>::try_from(samples.to_kind(Kind::Double).view([-1]))?;
+    let x: Vec<f64> =
+        Vec::<f64>::try_from((samples * edm.data_scale).to_kind(Kind::Double).view([-1]))?;
     let e = diffsamp::energy::energies_batch(system.energy.as_ref(), &x)?;
     let stats = |v: &[f64]| {
         let mut s = v.to_vec();
@@ -379,7 +386,7 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
     let files = arg(args, "--samples").context("--samples A.npy[,B.npy...] is needed")?;
     let cfg = PitaConfig::load(&dir.join("config.toml"))?;
     let system = diffsamp::energy::registry::system(&cfg.system)?;
-    let sigma_min = cfg.edm.sigma_min;
+    let (sigma_min, scale) = (cfg.edm.sigma_min, cfg.edm.data_scale);
     let run = PitaRun::open(cfg, &dir)?;
     let beta = match arg(args, "--temperature") {
         Some(t) => 1.0 / t.parse::<f64>()?,
@@ -412,9 +419,7 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
             .map(|e| e * beta)
             .collect();
         let x = network.model.project(
-            &Tensor::from_slice(&a.data)
-                .view([n as i64, d as i64])
-                .to_kind(Kind::Float),
+            &(Tensor::from_slice(&a.data).view([n as i64, d as i64]) / scale).to_kind(Kind::Float),
         );
         let fit = EnergyFit::new(&network, &x, sigma_min, &u)?;
         let (mu, me) = fit.means();

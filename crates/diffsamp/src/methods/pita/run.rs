@@ -546,9 +546,10 @@ impl PitaRun {
                     rotate(&mut gi, &r, p.spatial);
                 }
             }
-            let bi = self.buffer.beta[i];
-            x0.extend(xi);
-            grad.extend(gi.iter().map(|g| -bi * g));
+            // In the model's units y = x / s: ∇_y log p = −β s ∇_x U.
+            let (bi, scale) = (self.buffer.beta[i], self.config.edm.data_scale);
+            x0.extend(xi.iter().map(|v| v / scale));
+            grad.extend(gi.iter().map(|g| -bi * scale * g));
             beta.push(bi);
             reduced.push(bi * self.buffer.energy[i]);
         }
@@ -658,7 +659,7 @@ impl PitaRun {
                 }
             },
         )?;
-        let x = to_host(&out.samples);
+        let x = to_host(&(&out.samples * self.config.edm.data_scale));
         let eg = EnergyBatch::evaluate(self.system.energy.as_ref(), &x)?;
         self.state.energy_evals += eg.energies.len() as u64;
         let d = self.buffer.dim;
