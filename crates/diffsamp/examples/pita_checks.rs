@@ -7,6 +7,7 @@
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1 --empirical 0.001
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --temperature 3 --gamma 1.5 --live
+//! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --temperature 1.2 --gamma 1.2 --denoise --out s.npy
 //! cargo run --release -p diffsamp --example pita_checks -- energy-fit --run runs/lj13_pita_quick --samples a.npy,b.npy --temperature 4
 //! ```
 
@@ -262,6 +263,10 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     if let Some(k) = arg(args, "--steps") {
         smc.steps = k.parse()?;
     }
+    // `--denoise`: the final Tweedie step (`smc.denoise`).
+    if args.iter().any(|a| a == "--denoise") {
+        smc.denoise = true;
+    }
     if let Some(d) = arg(args, "--drift") {
         // A check of one network alone: its reverse SDE, without weights.
         smc.drift = serde_json::from_value(serde_json::Value::String(d))?;
@@ -320,22 +325,13 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         device: Device::Cpu,
     };
     let out = anneal(model, &edm, gamma, space, &smc, |_, _| {})?;
-    // `--denoise`: one Tweedie step from σ_min, x + σ_min² γ s(x, σ_min) (the mean of the clean
-    // sample under the annealed density, whose score is γ s).
-    let samples = if args.iter().any(|a| a == "--denoise") {
-        let h = edm.sigma_min * edm.sigma_min;
-        let sig = Tensor::full(
-            [out.samples.size()[0]],
-            edm.sigma_min,
-            (out.samples.kind(), Device::Cpu),
-        );
-        let s = smc.drift.evaluate(model, &out.samples, &sig)?;
-        network.model.project(&(&out.samples + s * (h * gamma)))
-    } else {
-        out.samples
-    };
+    let samples = out.samples;
     let x: Vec<f64> =
         Vec::<f64>::try_from((samples * edm.data_scale).to_kind(Kind::Double).view([-1]))?;
+    // `--out FILE.npy`: the samples, for `diffsamp eval`.
+    if let Some(path) = arg(args, "--out") {
+        diffsamp::io::write_npy(std::path::Path::new(&path), &[x.len() / d, d], &x, false)?;
+    }
     let e = diffsamp::energy::energies_batch(system.energy.as_ref(), &x)?;
     let stats = |v: &[f64]| {
         let mut s = v.to_vec();
@@ -445,7 +441,7 @@ fn main() -> anyhow::Result<()> {
         Some("anneal") => resample_check(&args),
         Some("energy-fit") => energy_fit(&args),
         _ => bail!(
-            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K] [--drift D] [--live] [--empirical STD] [--denoise] | energy-fit --run DIR --samples A.npy[,B.npy] [--temperature T] [--live]"
+            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K] [--drift D] [--live] [--empirical STD] [--denoise] [--out FILE.npy] | energy-fit --run DIR --samples A.npy[,B.npy] [--temperature T] [--live]"
         ),
     }
 }

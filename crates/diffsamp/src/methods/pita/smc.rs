@@ -108,6 +108,11 @@ pub struct SmcConfig {
     /// The reverse-SDE drift (default `mixed`, the published one; `score` and `energy` need
     /// `resample_until = 0`, as the weights are derived for the mixed drift).
     pub drift: Drift,
+    /// End with one Tweedie step from σ_min, x ← x + σ_min² γ ŝ(x, σ_min) with ŝ the drift's
+    /// score: the annealed density's posterior mean of the clean sample given the noisy one.
+    /// Without it the samples carry the last noise level: on LJ-13 at T = 1, exact samples
+    /// noised by σ_min = 0.05 have energy-W2 19.5 against the clean ones (docs/RESULTS.md).
+    pub denoise: bool,
 }
 
 impl Default for SmcConfig {
@@ -122,6 +127,7 @@ impl Default for SmcConfig {
             clamp_quantile: Some(0.9),
             chunk: 1000,
             drift: Drift::Mixed,
+            denoise: false,
         }
     }
 }
@@ -414,6 +420,15 @@ pub fn anneal(
             on_step(k, 1.0);
         }
     }
+    if config.denoise {
+        let h = edm.sigma_min * edm.sigma_min;
+        let mut parts = Vec::new();
+        for chunk in x.split(config.chunk as i64, 0) {
+            let sig = Tensor::full([chunk.size()[0]], edm.sigma_min, (chunk.kind(), device));
+            parts.push(config.drift.evaluate(model, &chunk, &sig)?);
+        }
+        x = project(&x + Tensor::cat(&parts, 0) * (h * gamma));
+    }
     Ok(SmcOutput {
         samples: x,
         ess,
@@ -493,6 +508,46 @@ mod tests {
             .combine(Some(exact.shallow_clone()), None)
             .is_err());
         assert!(Drift::Energy.combine(Some(exact), None).is_err());
+    }
+
+    /// The final Tweedie step on the diffused N(0, I): without it the samples are drawn from
+    /// N(0, (1 + σ_min²) I), with it they are the posterior means x/(1 + σ_min²), of variance
+    /// 1/(1 + σ_min²). σ_min = 0.5: 1.25 against 0.8. 4000 × 2 values give the sample
+    /// variance a relative s.e. of 1.6 %; tolerance 0.06 (about 4 s.e. plus the
+    /// discretisation of 200 steps).
+    #[test]
+    fn the_final_denoising_step_is_the_posterior_mean() {
+        let _rng = torch_rng();
+        let edm = Edm {
+            sigma_min: 0.5,
+            ..Edm::default()
+        };
+        for (denoise, want) in [(false, 1.25), (true, 0.8)] {
+            tch::manual_seed(6);
+            let config = SmcConfig {
+                population: 4000,
+                steps: 200,
+                chunk: 4000,
+                resample_until: 0.0,
+                denoise,
+                ..SmcConfig::default()
+            };
+            let out = anneal(
+                &CountingGaussian::default(),
+                &edm,
+                1.0,
+                Space::cpu(2),
+                &config,
+                |_, _| {},
+            )
+            .unwrap();
+            let var = out
+                .samples
+                .to_kind(Kind::Double)
+                .var(true)
+                .double_value(&[]);
+            assert!((var - want).abs() < 0.06, "denoise {denoise}: {var}");
+        }
     }
 
     /// A step evaluates only what it uses: a one-network drift without weights never calls the
