@@ -8,10 +8,12 @@
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --gamma 1 --empirical 0.001
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --temperature 3 --gamma 1.5 --live
 //! cargo run --release -p diffsamp --example pita_checks -- anneal --run runs/lj13_pita_quick --temperature 1.2 --gamma 1.2 --denoise --out s.npy
+//! cargo run --release -p diffsamp --example pita_checks -- noise-floor --system lj13 --reference val_split_LJ13-1000.npy
 //! cargo run --release -p diffsamp --example pita_checks -- energy-fit --run runs/lj13_pita_quick --samples a.npy,b.npy --temperature 4
 //! ```
 
 use anyhow::{bail, Context};
+use diffsamp::mcmc::diagnostics::mean_std;
 use diffsamp::methods::pita::diagnostics::EnergyFit;
 use diffsamp::methods::pita::edm::Edm;
 use diffsamp::methods::pita::exact::DiffusedMixture;
@@ -433,6 +435,58 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The energy cost of the last noise level: exact samples of `--reference` (a file in the
+/// shared data directory) plus COM-free N(0, σ² I) noise, against disjoint clean rows of the
+/// same file (`--n` each, default 2000): energy-W2 and mean energy for each σ of `--sigmas`.
+/// A reverse SDE that stops at σ_min without denoising cannot do better than its row.
+fn noise_floor(args: &[String]) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let name = arg(args, "--system").context("--system NAME is needed")?;
+    let file = arg(args, "--reference").context("--reference FILE.npy is needed")?;
+    let n: usize = arg(args, "--n").map_or(Ok(2000), |s| s.parse())?;
+    let sigmas: Vec<f64> = arg(args, "--sigmas")
+        .unwrap_or_else(|| "0,0.01,0.02,0.03,0.05".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let system = diffsamp::energy::registry::system(&name)?;
+    let energy = system.energy.as_ref();
+    let path = diffsamp::io::resolve_data_file(&file, "--reference")?;
+    let data = diffsamp::io::read_npy(&path)?;
+    let d = energy.dim();
+    if data.data.len() % d != 0 || data.data.len() / d < 2 * n {
+        bail!("{file}: need at least {} rows of {d} values", 2 * n);
+    }
+    let (noisy_rows, clean_rows) = data.data[..2 * n * d].split_at(n * d);
+    let clean = diffsamp::energy::energies_batch(energy, clean_rows)?;
+    let particles = energy.particles();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    println!("{name}, {n} noised rows of {file} against {n} clean ones (mean energy of the clean: {:.2})", mean_std(&clean).0);
+    println!("| σ | energy-W2 | mean energy |");
+    println!("|---|---|---|");
+    for sigma in sigmas {
+        let mut x: Vec<f64> = noisy_rows
+            .iter()
+            .map(|v| {
+                let z: f64 = rand_distr::StandardNormal.sample(&mut rng);
+                v + sigma * z
+            })
+            .collect();
+        if let Some(p) = particles {
+            let layout = diffsamp::metrics::ParticleLayout {
+                n_particles: p.n,
+                spatial_dim: p.spatial,
+            };
+            diffsamp::metrics::remove_com_in_place(&mut x, layout)?;
+        }
+        let e = diffsamp::energy::energies_batch(energy, &x)?;
+        let w2 = diffsamp::metrics::wasserstein2_1d(&e, &clean)?.w2;
+        println!("| {sigma} | {w2:.2} | {:.2} |", mean_std(&e).0);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -440,8 +494,9 @@ fn main() -> anyhow::Result<()> {
         Some("divergence") => divergence(&args),
         Some("anneal") => resample_check(&args),
         Some("energy-fit") => energy_fit(&args),
+        Some("noise-floor") => noise_floor(&args),
         _ => bail!(
-            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K] [--drift D] [--live] [--empirical STD] [--denoise] [--out FILE.npy] | energy-fit --run DIR --samples A.npy[,B.npy] [--temperature T] [--live]"
+            "usage: pita_checks mixture [--steps N] | divergence --run DIR | anneal --run DIR [--gamma G] [--n N] [--steps K] [--drift D] [--live] [--empirical STD] [--denoise] [--out FILE.npy] | energy-fit --run DIR --samples A.npy[,B.npy] [--temperature T] [--live] | noise-floor --system S --reference FILE.npy [--n N] [--sigmas A,B]"
         ),
     }
 }
