@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::mcmc::diagnostics::mean_std;
-use crate::methods::pita::smc::Diffused;
+use crate::methods::pita::smc::{energy_at, Diffused};
 use tch::{Kind, Tensor};
 
 /// How a learned energy E_θ(x, σ) tracks the true one in units of kT, βU(x), on a set of
@@ -31,20 +31,8 @@ impl EnergyFit {
                 x.size()
             )));
         }
-        let model_e = tch::no_grad(|| {
-            let parts: Vec<Tensor> = x
-                .split(500, 0)
-                .iter()
-                .map(|xc| {
-                    model.energy(
-                        xc,
-                        &Tensor::full([xc.size()[0]], sigma, (xc.kind(), xc.device())),
-                    )
-                })
-                .collect();
-            Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_kind(Kind::Double))
-        })
-        .map_err(|e| Error::Shape(format!("energy fit: {e}")))?;
+        let model_e = Vec::<f64>::try_from(energy_at(model, x, sigma, 500).to_kind(Kind::Double))
+            .map_err(|e| Error::Shape(format!("energy fit: {e}")))?;
         let (beta_u, model): (Vec<f64>, Vec<f64>) = beta_u
             .iter()
             .zip(&model_e)

@@ -32,7 +32,7 @@ use crate::methods::pita::buffer::SampleBuffer;
 use crate::methods::pita::config::{BatchSource, PitaConfig};
 use crate::methods::pita::loss::{losses, Batch};
 use crate::methods::pita::model::{AtBeta, PitaModel};
-use crate::methods::pita::smc::{anneal, ess_fraction, systematic_resample, Diffused, Space};
+use crate::methods::pita::smc::{anneal, energy_at, ess_fraction, systematic_resample, Space};
 use crate::nn::{checkpoint, Adam, AdamConfig, Ema, StateLayout};
 use crate::report::{histogram_overlay, Series};
 use rand::{Rng, SeedableRng};
@@ -667,20 +667,7 @@ impl PitaRun {
             (x.clone(), eg.energies.clone(), eg.grads.clone(), 1.0);
         if self.config.final_resample {
             let sigma_min = self.config.edm.sigma_min;
-            let e_model = tch::no_grad(|| {
-                let parts: Vec<Tensor> = out
-                    .samples
-                    .split(self.config.smc.chunk as i64, 0)
-                    .iter()
-                    .map(|xc| {
-                        target.energy(
-                            xc,
-                            &Tensor::full([xc.size()[0]], sigma_min, (xc.kind(), xc.device())),
-                        )
-                    })
-                    .collect();
-                Tensor::cat(&parts, 0)
-            });
+            let e_model = energy_at(&target, &out.samples, sigma_min, self.config.smc.chunk);
             let e_true = Tensor::from_slice(&eg.energies);
             let log_w = (-e_true * beta_to
                 + e_model.to_kind(Kind::Double).to_device(Device::Cpu) * gamma)
