@@ -186,7 +186,7 @@ fn mixture(args: &[String]) -> anyhow::Result<()> {
 fn divergence(args: &[String]) -> anyhow::Result<()> {
     let dir = PathBuf::from(arg(args, "--run").context("--run DIR is needed")?);
     let cfg = PitaConfig::load(&dir.join("config.toml"))?;
-    let scale = cfg.edm.data_scale;
+    let edm = cfg.edm.clone();
     let run = PitaRun::open(cfg, &dir)?;
     let buffer = run.buffer();
     let d = buffer.dim;
@@ -201,12 +201,14 @@ fn divergence(args: &[String]) -> anyhow::Result<()> {
     }
     let x: Vec<f64> = rows
         .iter()
-        .flat_map(|&i| buffer.x[i * d..(i + 1) * d].iter().map(|v| v / scale))
+        .flat_map(|&i| buffer.x[i * d..(i + 1) * d].iter().copied())
         .collect();
     let n = rows.len() as i64;
-    let x0 = Tensor::from_slice(&x)
-        .view([n, d as i64])
-        .to_kind(Kind::Float);
+    let x0 = edm.to_model(
+        &Tensor::from_slice(&x)
+            .view([n, d as i64])
+            .to_kind(Kind::Float),
+    );
     let model = AtBeta {
         model: run.ema_model(),
         beta: beta_max,
@@ -299,15 +301,13 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
     let empirical = match arg(args, "--empirical") {
         Some(s) => {
             let std: f64 = s.parse()?;
-            let means: Vec<Vec<f64>> = (0..buffer.len())
+            let means = (0..buffer.len())
                 .filter(|&i| at_beta(buffer.beta[i]))
                 .map(|i| {
-                    buffer.x[i * d..(i + 1) * d]
-                        .iter()
-                        .map(|v| v / edm.data_scale)
-                        .collect()
+                    let row = Tensor::from_slice(&buffer.x[i * d..(i + 1) * d]);
+                    Vec::<f64>::try_from(edm.to_model(&row))
                 })
-                .collect();
+                .collect::<Result<Vec<_>, _>>()?;
             let k = means.len();
             Some(DiffusedMixture::new(vec![1.0; k], means, vec![std; k])?)
         }
@@ -327,9 +327,7 @@ fn resample_check(args: &[String]) -> anyhow::Result<()> {
         device: Device::Cpu,
     };
     let out = anneal(model, &edm, gamma, space, &smc, |_, _| {})?;
-    let samples = out.samples;
-    let x: Vec<f64> =
-        Vec::<f64>::try_from((samples * edm.data_scale).to_kind(Kind::Double).view([-1]))?;
+    let x = Vec::<f64>::try_from(edm.to_system(&out.samples).to_kind(Kind::Double).view([-1]))?;
     // `--out FILE.npy`: the samples, for `diffsamp eval`.
     if let Some(path) = arg(args, "--out") {
         diffsamp::io::write_npy(std::path::Path::new(&path), &[x.len() / d, d], &x, false)?;
@@ -384,7 +382,8 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
     let files = arg(args, "--samples").context("--samples A.npy[,B.npy...] is needed")?;
     let cfg = PitaConfig::load(&dir.join("config.toml"))?;
     let system = diffsamp::energy::registry::system(&cfg.system)?;
-    let (sigma_min, scale) = (cfg.edm.sigma_min, cfg.edm.data_scale);
+    let edm = cfg.edm.clone();
+    let sigma_min = edm.sigma_min;
     let run = PitaRun::open(cfg, &dir)?;
     let beta = match arg(args, "--temperature") {
         Some(t) => 1.0 / t.parse::<f64>()?,
@@ -417,7 +416,8 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
             .map(|e| e * beta)
             .collect();
         let x = network.model.project(
-            &(Tensor::from_slice(&a.data).view([n as i64, d as i64]) / scale).to_kind(Kind::Float),
+            &edm.to_model(&Tensor::from_slice(&a.data).view([n as i64, d as i64]))
+                .to_kind(Kind::Float),
         );
         let fit = EnergyFit::new(&network, &x, sigma_min, &u)?;
         let (mu, me) = fit.means();

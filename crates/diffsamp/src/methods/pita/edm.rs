@@ -119,6 +119,21 @@ impl Edm {
         Ok(())
     }
 
+    /// A configuration in the model's units, y = x / s (s = `data_scale`).
+    pub fn to_model(&self, x: &Tensor) -> Tensor {
+        x / self.data_scale
+    }
+
+    /// A configuration in the system's units, x = y · s.
+    pub fn to_system(&self, y: &Tensor) -> Tensor {
+        y * self.data_scale
+    }
+
+    /// A score in the model's units: ∇_y log p = s ∇_x log p (for p ∝ e^{−βU}, −β s ∇_x U).
+    pub fn score_to_model(&self, score_x: &Tensor) -> Tensor {
+        score_x * self.data_scale
+    }
+
     fn ends(&self) -> (f64, f64) {
         (
             self.sigma_max.powf(1.0 / self.rho),
@@ -198,6 +213,23 @@ mod tests {
         // s.e. of the mean 1.2/√20000 ≈ 0.0085: 4 s.e.
         assert!((mean + 1.2).abs() < 0.034, "{mean}");
         assert!((std - 1.2).abs() < 0.03, "{std}");
+    }
+
+    #[test]
+    fn unit_changes_invert_each_other_and_carry_the_score_by_the_chain_rule() {
+        let edm = Edm {
+            data_scale: 0.25,
+            ..Edm::default()
+        };
+        let x = Tensor::from_slice(&[0.3f64, -1.2, 2.0]);
+        let y = edm.to_model(&x);
+        assert!((&y - &x * 4.0).abs().max().double_value(&[]) < 1e-12);
+        assert!((edm.to_system(&y) - &x).abs().max().double_value(&[]) < 1e-12);
+        // x ~ N(0, a²) makes y ~ N(0, (a/s)²): ∇_y log q(y) = −y s²/a² from ∇_x log p = −x/a².
+        let a2 = 0.7;
+        let score_y = edm.score_to_model(&(-&x / a2));
+        let expected = -&y * (0.25 * 0.25) / a2;
+        assert!((score_y - expected).abs().max().double_value(&[]) < 1e-12);
     }
 
     #[test]

@@ -506,7 +506,10 @@ impl PitaRun {
         self.write_stage_samples(t0, &x)
     }
 
-    fn train_step(&mut self, stage: usize, temperature: f64, wall: f64) -> Result<TrainLine> {
+    /// One training batch of `training.batch_size` buffer entries (at this stage's temperature
+    /// with `batches_from = "current"`), randomly rotated, in the model's units:
+    /// y = x / s and target score ∇_y log p = −β s ∇_x U (s = `edm.data_scale`).
+    fn training_batch(&mut self, temperature: f64) -> Result<Batch> {
         let cfg = &self.config.training;
         let (b, d) = (cfg.batch_size, self.buffer.dim);
         // The entries a batch may come from: all, or those at this stage's temperature.
@@ -546,21 +549,34 @@ impl PitaRun {
                     rotate(&mut gi, &r, p.spatial);
                 }
             }
-            // In the model's units y = x / s: ∇_y log p = −β s ∇_x U.
-            let (bi, scale) = (self.buffer.beta[i], self.config.edm.data_scale);
-            x0.extend(xi.iter().map(|v| v / scale));
-            grad.extend(gi.iter().map(|g| -bi * scale * g));
+            let bi = self.buffer.beta[i];
+            x0.extend(xi);
+            grad.extend(gi.iter().map(|g| -bi * g));
             beta.push(bi);
             reduced.push(bi * self.buffer.energy[i]);
         }
-        let batch_beta = beta.iter().sum::<f64>() / b as f64;
         let dev = self.device;
-        let batch = Batch {
-            x0: to_tensor(&x0, &[b as i64, d as i64], dev),
+        Ok(Batch {
+            x0: self
+                .config
+                .edm
+                .to_model(&to_tensor(&x0, &[b as i64, d as i64], dev)),
             beta: to_tensor(&beta, &[b as i64], dev),
             reduced_energy: to_tensor(&reduced, &[b as i64], dev),
-            target_score: to_tensor(&grad, &[b as i64, d as i64], dev),
-        };
+            target_score: self.config.edm.score_to_model(&to_tensor(
+                &grad,
+                &[b as i64, d as i64],
+                dev,
+            )),
+        })
+    }
+
+    fn train_step(&mut self, stage: usize, temperature: f64, wall: f64) -> Result<TrainLine> {
+        let batch = self.training_batch(temperature)?;
+        let cfg = &self.config.training;
+        let (b, d) = (cfg.batch_size, self.buffer.dim);
+        let batch_beta = batch.beta.mean(Kind::Double).double_value(&[]);
+        let dev = self.device;
         let sigma = self
             .config
             .edm
@@ -659,7 +675,7 @@ impl PitaRun {
                 }
             },
         )?;
-        let x = to_host(&(&out.samples * self.config.edm.data_scale));
+        let x = to_host(&self.config.edm.to_system(&out.samples));
         let eg = EnergyBatch::evaluate(self.system.energy.as_ref(), &x)?;
         self.state.energy_evals += eg.energies.len() as u64;
         let d = self.buffer.dim;
@@ -903,5 +919,104 @@ impl PitaRun {
         }
         let s = load_samples(&path, energy)?;
         Ok(crate::energy::energies_batch(energy, &s.data)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DW-4 run with one buffer entry, so that every row of a batch is that entry.
+    fn one_entry_run(data_scale: f64) -> (PitaRun, Vec<f64>, Vec<f64>) {
+        let text = format!(
+            r#"
+system = "dw4"
+temperatures = [2.0, 1.0]
+seed = 0
+threads = 1
+[network.egnn]
+n_layers = 1
+hidden = 8
+coords_range = 3.0
+aggregation = "sum"
+[edm]
+sigma_min = 0.05
+sigma_max = 20.0
+rho = 7.0
+p_mean = -1.2
+p_std = 1.2
+data_scale = {data_scale}
+[initial.mcmc]
+kernel = "mala"
+n_chains = 4
+warmup = 1
+thinning = 1
+n_samples = 4
+step_size = 0.05
+[training]
+steps_first = 1
+steps_per_stage = 1
+batch_size = 5
+learning_rate = 1e-3
+grad_clip = 0.5
+ema_decay = 0.9
+checkpoint_every = 1
+log_every = 1
+rotations = false
+batches_from = "current"
+[smc]
+population = 8
+steps = 2
+divergence = "exact"
+resampling = "always"
+resample_until = 0.9
+clamp_quantile = 0.9
+chunk = 8
+[evaluation]
+reference = "none"
+n_samples = 4
+"#
+        );
+        let config = PitaConfig::from_toml(&text, Path::new("batch_test.toml")).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "diffsamp-pita-batch-{}-{data_scale}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut run = PitaRun::open(config, &dir).unwrap();
+        let d = run.buffer.dim;
+        let x: Vec<f64> = (0..d).map(|i| 0.3 * i as f64 - 1.0).collect();
+        let g: Vec<f64> = (0..d).map(|i| 0.5 - 0.1 * i as f64).collect();
+        run.buffer.push(&x, 0.5, &[1.5], &g).unwrap();
+        (run, x, g)
+    }
+
+    #[test]
+    fn training_batches_are_in_the_models_units() {
+        for s in [1.0, 0.25] {
+            let (mut run, x, g) = one_entry_run(s);
+            let batch = run.training_batch(2.0).unwrap();
+            let (x0, score) = (to_host(&batch.x0), to_host(&batch.target_score));
+            assert_eq!(x0.len(), 5 * x.len());
+            for (j, (y, sc)) in x0.iter().zip(&score).enumerate() {
+                let k = j % x.len();
+                assert!((y - x[k] / s).abs() < 1e-5, "s = {s}: y {y} for x {}", x[k]);
+                let want = -0.5 * s * g[k];
+                assert!((sc - want).abs() < 1e-5, "s = {s}: score {sc}, want {want}");
+            }
+            assert!(to_host(&batch.beta).iter().all(|b| (b - 0.5).abs() < 1e-7));
+            assert!(to_host(&batch.reduced_energy)
+                .iter()
+                .all(|u| (u - 0.75).abs() < 1e-6));
+            std::fs::remove_dir_all(&run.dir).ok();
+        }
+    }
+
+    #[test]
+    fn a_batch_from_an_empty_temperature_names_the_key() {
+        let (mut run, _, _) = one_entry_run(1.0);
+        let e = run.training_batch(1.0).unwrap_err().to_string();
+        assert!(e.contains("batches_from") && e.contains("T = 1"), "{e}");
+        std::fs::remove_dir_all(&run.dir).ok();
     }
 }
