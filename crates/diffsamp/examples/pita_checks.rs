@@ -14,7 +14,7 @@
 
 use anyhow::{bail, Context};
 use diffsamp::mcmc::diagnostics::mean_std;
-use diffsamp::methods::pita::diagnostics::EnergyFit;
+use diffsamp::methods::pita::diagnostics::{EnergyFit, NoiseFloor};
 use diffsamp::methods::pita::edm::Edm;
 use diffsamp::methods::pita::exact::DiffusedMixture;
 use diffsamp::methods::pita::loss::{losses, Batch, LossConfig};
@@ -441,7 +441,6 @@ fn energy_fit(args: &[String]) -> anyhow::Result<()> {
 /// A reverse SDE that stops at σ_min without denoising cannot do better than its row.
 fn noise_floor(args: &[String]) -> anyhow::Result<()> {
     use rand::SeedableRng;
-    use rand_distr::Distribution;
     let name = arg(args, "--system").context("--system NAME is needed")?;
     let file = arg(args, "--reference").context("--reference FILE.npy is needed")?;
     let n: usize = arg(args, "--n").map_or(Ok(2000), |s| s.parse())?;
@@ -460,29 +459,13 @@ fn noise_floor(args: &[String]) -> anyhow::Result<()> {
     }
     let (noisy_rows, clean_rows) = data.data[..2 * n * d].split_at(n * d);
     let clean = diffsamp::energy::energies_batch(energy, clean_rows)?;
-    let particles = energy.particles();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     println!("{name}, {n} noised rows of {file} against {n} clean ones (mean energy of the clean: {:.2})", mean_std(&clean).0);
     println!("| σ | energy-W2 | mean energy |");
     println!("|---|---|---|");
     for sigma in sigmas {
-        let mut x: Vec<f64> = noisy_rows
-            .iter()
-            .map(|v| {
-                let z: f64 = rand_distr::StandardNormal.sample(&mut rng);
-                v + sigma * z
-            })
-            .collect();
-        if let Some(p) = particles {
-            let layout = diffsamp::metrics::ParticleLayout {
-                n_particles: p.n,
-                spatial_dim: p.spatial,
-            };
-            diffsamp::metrics::remove_com_in_place(&mut x, layout)?;
-        }
-        let e = diffsamp::energy::energies_batch(energy, &x)?;
-        let w2 = diffsamp::metrics::wasserstein2_1d(&e, &clean)?.w2;
-        println!("| {sigma} | {w2:.2} | {:.2} |", mean_std(&e).0);
+        let f = NoiseFloor::measure(energy, noisy_rows, &clean, sigma, &mut rng)?;
+        println!("| {sigma} | {:.2} | {:.2} |", f.energy_w2, f.mean_energy);
     }
     Ok(())
 }

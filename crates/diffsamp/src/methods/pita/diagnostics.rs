@@ -1,8 +1,11 @@
 //! Diagnostics of a trained PITA model against the true energy.
 
+use crate::energy::{energies_batch, Energy};
 use crate::error::{Error, Result};
 use crate::mcmc::diagnostics::mean_std;
 use crate::methods::pita::smc::{energy_at, Diffused};
+use rand::Rng;
+use rand_distr::StandardNormal;
 use tch::{Kind, Tensor};
 
 /// How a learned energy E_θ(x, σ) tracks the true one in units of kT, βU(x), on a set of
@@ -73,6 +76,60 @@ fn slope(x: &[f64], y: &[f64]) -> f64 {
     cov / var
 }
 
+/// The energy cost of stopping a reverse SDE at noise level σ without a denoising step.
+#[derive(Clone, Debug)]
+pub struct NoiseFloor {
+    /// The noise level σ.
+    pub sigma: f64,
+    /// Energy-W2 of the noised configurations against the clean ones.
+    pub energy_w2: f64,
+    /// Mean energy of the noised configurations.
+    pub mean_energy: f64,
+}
+
+impl NoiseFloor {
+    /// Adds N(0, σ² I) noise to exact samples `rows` (`[n, d]` row-major; the centre of mass
+    /// removed again for particle systems, as the sampler does) and compares their energies
+    /// with `clean`, the energies of other exact samples. A sampler whose output is p ∗ N(0, σ²)
+    /// cannot do better than this energy-W2. For a harmonic target whose free coordinates have
+    /// variance v, the noised energies are those of the clean ones times 1 + σ²/v.
+    pub fn measure(
+        energy: &dyn Energy,
+        rows: &[f64],
+        clean: &[f64],
+        sigma: f64,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        if !(sigma.is_finite() && sigma >= 0.0) {
+            return Err(Error::Config {
+                key: "sigma".into(),
+                why: format!("{sigma} must be a non-negative noise level"),
+            });
+        }
+        if !rows.len().is_multiple_of(energy.dim()) {
+            return Err(Error::Shape(format!(
+                "noise floor: {} values are not rows of {}",
+                rows.len(),
+                energy.dim()
+            )));
+        }
+        let mut x: Vec<f64> = rows
+            .iter()
+            .map(|v| v + sigma * rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        if let Some(p) = energy.particles() {
+            p.remove_com_batch(&mut x);
+        }
+        let e = energies_batch(energy, &x)?;
+        let energy_w2 = crate::metrics::wasserstein2_1d(&e, clean)?.w2;
+        Ok(Self {
+            sigma,
+            energy_w2,
+            mean_energy: mean_std(&e).0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +163,40 @@ mod tests {
         assert!((pooled.slope - 0.8).abs() < 1e-4, "{}", pooled.slope);
         let err = EnergyFit::new(&p, &x, 0.5, &u[..10]).unwrap_err();
         assert!(err.to_string().contains("10 true energies"), "{err}");
+    }
+
+    /// harmonic-4's free coordinates are N(0, 1): noised by σ they are N(0, 1 + σ²), so the
+    /// energies scale by a = 1 + σ², the mean from 3 to 3a and the energy-W2 against clean
+    /// samples is |a − 1| √⟨E²⟩ = σ² √12 (E ~ χ²₆/2: ⟨E²⟩ = 3 + 9).
+    #[test]
+    fn the_noise_floor_of_a_harmonic_system_is_its_closed_form() {
+        use crate::energy::harmonic::HarmonicParticles;
+        use crate::energy::ExactSampler;
+        use rand::SeedableRng;
+        let system = HarmonicParticles::harmonic4();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let n = 20_000;
+        let rows = system.sample(n, &mut rng);
+        let clean = energies_batch(&system, &system.sample(n, &mut rng)).unwrap();
+        for sigma in [0.0, 0.5, 1.0] {
+            let f = NoiseFloor::measure(&system, &rows, &clean, sigma, &mut rng).unwrap();
+            let a: f64 = 1.0 + sigma * sigma;
+            // E is a χ²₆/2 times a: standard deviation a√3, so the mean is within 4 a √(3/n).
+            let mean_tol = 4.0 * a * (3.0 / n as f64).sqrt();
+            assert!(
+                (f.mean_energy - 3.0 * a).abs() < mean_tol,
+                "σ {sigma}: {f:?}"
+            );
+            // Two empirical quantile functions of n points each: a few a √(3/n) apart.
+            let w2 = (a - 1.0) * 12f64.sqrt();
+            assert!(
+                (f.energy_w2 - w2).abs() < 3.0 * mean_tol,
+                "σ {sigma}: {f:?}, want {w2}"
+            );
+        }
+        let e = NoiseFloor::measure(&system, &rows, &clean, -0.1, &mut rng).unwrap_err();
+        assert!(e.to_string().contains("sigma"), "{e}");
+        let e = NoiseFloor::measure(&system, &rows[1..], &clean, 0.1, &mut rng).unwrap_err();
+        assert!(e.to_string().contains("not rows of 8"), "{e}");
     }
 }
