@@ -508,8 +508,9 @@ impl PitaRun {
 
     /// One training batch of `training.batch_size` buffer entries (at this stage's temperature
     /// with `batches_from = "current"`), randomly rotated, in the model's units:
-    /// y = x / s and target score ∇_y log p = −β s ∇_x U (s = `edm.data_scale`).
-    fn training_batch(&mut self, temperature: f64) -> Result<Batch> {
+    /// y = x / s and target score ∇_y log p = −β s ∇_x U (s = `edm.data_scale`); with the
+    /// batch's mean β in f64 (the batch holds β in f32).
+    fn training_batch(&mut self, temperature: f64) -> Result<(Batch, f64)> {
         let cfg = &self.config.training;
         let (b, d) = (cfg.batch_size, self.buffer.dim);
         // The entries a batch may come from: all, or those at this stage's temperature.
@@ -555,8 +556,9 @@ impl PitaRun {
             beta.push(bi);
             reduced.push(bi * self.buffer.energy[i]);
         }
+        let batch_beta = beta.iter().sum::<f64>() / b as f64;
         let dev = self.device;
-        Ok(Batch {
+        let batch = Batch {
             x0: self
                 .config
                 .edm
@@ -568,14 +570,14 @@ impl PitaRun {
                 &[b as i64, d as i64],
                 dev,
             )),
-        })
+        };
+        Ok((batch, batch_beta))
     }
 
     fn train_step(&mut self, stage: usize, temperature: f64, wall: f64) -> Result<TrainLine> {
-        let batch = self.training_batch(temperature)?;
+        let (batch, batch_beta) = self.training_batch(temperature)?;
         let cfg = &self.config.training;
         let (b, d) = (cfg.batch_size, self.buffer.dim);
-        let batch_beta = batch.beta.mean(Kind::Double).double_value(&[]);
         let dev = self.device;
         let sigma = self
             .config
@@ -995,7 +997,8 @@ n_samples = 4
     fn training_batches_are_in_the_models_units() {
         for s in [1.0, 0.25] {
             let (mut run, x, g) = one_entry_run(s);
-            let batch = run.training_batch(2.0).unwrap();
+            let (batch, batch_beta) = run.training_batch(2.0).unwrap();
+            assert_eq!(batch_beta, 0.5);
             let (x0, score) = (to_host(&batch.x0), to_host(&batch.target_score));
             assert_eq!(x0.len(), 5 * x.len());
             for (j, (y, sc)) in x0.iter().zip(&score).enumerate() {
