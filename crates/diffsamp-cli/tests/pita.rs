@@ -135,6 +135,53 @@ fn clipping_per_network_trains_and_differs_from_the_joint_clip() {
 }
 
 #[test]
+fn sample_draws_fresh_samples_from_a_finished_ladder() {
+    let d = tmp_dir("sample");
+    let text = tiny_config().replace(
+        "temperatures = [3.0, 2.0, 1.0]",
+        "temperatures = [2.0, 1.0]",
+    );
+    let (out, _) = run_pita(&d, "run", &text);
+    let draw = |seed: &str, name: &str| {
+        let path = d.join(name);
+        let o = diffsamp(&[
+            "sample",
+            "--run",
+            s(&out),
+            "--n",
+            "30",
+            "--steps",
+            "5",
+            "--seed",
+            seed,
+            "--out",
+            s(&path),
+        ]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("30 samples of dw4 at T = 1"), "{err}");
+        assert!(err.contains("30 energy evaluations"), "{err}");
+        std::fs::read(path).unwrap()
+    };
+    let a = draw("0", "a.npy");
+    let header = String::from_utf8_lossy(&a[..128]).into_owned();
+    assert!(header.contains("(30, 4, 2"), "{header}");
+    assert_eq!(a, draw("0", "b.npy"), "the same seed drew other samples");
+    assert_ne!(a, draw("1", "c.npy"), "another seed drew the same samples");
+    let o = diffsamp(&[
+        "sample",
+        "--run",
+        s(&out),
+        "--out",
+        s(&d.join("w.npy")),
+        "--log-weights",
+        s(&d.join("lw.npy")),
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("--log-weights"));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
 fn pita_writes_the_run_directory() {
     let d = tmp_dir("run");
     let (out, _) = run_pita(&d, "run", &tiny_config());

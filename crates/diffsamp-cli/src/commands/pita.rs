@@ -18,7 +18,7 @@ pub struct Args {
 
 /// Progress bars: one per training stage and one per annealing stage.
 #[derive(Default)]
-struct Reporter {
+pub(crate) struct Reporter {
     bar: Option<(String, Phase)>,
 }
 
@@ -33,7 +33,14 @@ impl Reporter {
         &mut self.bar.as_mut().expect("just set").1
     }
 
-    fn on(&mut self, ev: PitaEvent) {
+    /// Closes the open progress bar.
+    pub(crate) fn finish(&mut self) {
+        if let Some((_, p)) = self.bar.take() {
+            p.finish("");
+        }
+    }
+
+    pub(crate) fn on(&mut self, ev: PitaEvent) {
         match ev {
             PitaEvent::Status(s) => {
                 if let Some((_, p)) = self.bar.take() {

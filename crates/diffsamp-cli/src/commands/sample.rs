@@ -4,12 +4,14 @@ use super::train::Reporter;
 use anyhow::bail;
 use diffsamp::io::write_npy;
 use diffsamp::methods::adjoint_sampling::Run;
+use diffsamp::methods::pita::PitaRun;
 use diffsamp::sde::importance::ImportanceReport;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run directory written by `diffsamp train`.
+    /// Run directory written by `diffsamp train` or `diffsamp pita` (finished: its last model
+    /// is annealed again to the target temperature by FK-SMC with `--n` particles).
     #[arg(long)]
     run: PathBuf,
     /// Number of samples.
@@ -19,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Euler–Maruyama grid points, spaced as the run's `training.grid_power` says (default: the
-    /// run's evaluation grid).
+    /// run's evaluation grid); for a PITA run, the SMC steps (default: the run's `smc.steps`).
     #[arg(long)]
     steps: Option<usize>,
     /// Seed of the simulation noise.
@@ -41,6 +43,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if a.steps == Some(0) {
         bail!("--steps must be at least 1");
+    }
+    if PitaRun::is_run_dir(&a.run) {
+        return sample_pita(&a);
     }
     let run = Run::load(&a.run)?;
     let system = run.config().system()?;
@@ -101,6 +106,44 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         } else {
             String::new()
         }
+    );
+    Ok(())
+}
+
+/// Fresh samples at a finished PITA run's target temperature.
+fn sample_pita(a: &Args) -> anyhow::Result<()> {
+    if a.log_weights.is_some() {
+        bail!("--log-weights: a PITA run's samples carry no path-space importance weights (its FK-SMC has resampled them)");
+    }
+    if a.cartesian.is_some() {
+        bail!("--cartesian: only runs on a molecule's internal coordinates write conformers; a PITA run's samples are already Cartesian");
+    }
+    let run = PitaRun::load(&a.run)?;
+    let mut rep = super::pita::Reporter::default();
+    let draw = run.sample(a.n, a.steps, a.seed, &mut |ev| rep.on(ev))?;
+    rep.finish();
+    let n = draw.energies.len();
+    if let Some(d) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d)?;
+    }
+    write_npy(&a.out, &run.sample_shape(n), &draw.x, false)?;
+    let temps = &run.config().temperatures;
+    let fenced = if draw.fenced > 0 {
+        format!(", {} above the energy fence dropped", draw.fenced)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "{n} samples of {} at T = {} (FK-SMC from the T = {} model, γ = {:.3}, {} steps; ESS min {:.3}, final-resampling ESS {:.3}{fenced}; {} energy evaluations) -> {}",
+        run.config().system,
+        temps[temps.len() - 1],
+        temps[temps.len() - 2],
+        draw.gamma,
+        draw.ess.len(),
+        draw.ess.iter().copied().fold(1.0, f64::min),
+        draw.final_ess,
+        draw.energy_evals,
+        a.out.display()
     );
     Ok(())
 }

@@ -14,4 +14,4 @@ pub mod run;
 pub mod smc;
 
 pub use config::PitaConfig;
-pub use run::{PitaEvent, PitaRun, PitaSummary, StageLine, TrainLine};
+pub use run::{Draw, PitaEvent, PitaRun, PitaSummary, StageLine, TrainLine};

@@ -32,7 +32,9 @@ use crate::methods::pita::buffer::SampleBuffer;
 use crate::methods::pita::config::{BatchSource, PitaConfig};
 use crate::methods::pita::loss::{losses, Batch};
 use crate::methods::pita::model::{AtBeta, PitaModel};
-use crate::methods::pita::smc::{anneal, energy_at, ess_fraction, systematic_resample, Space};
+use crate::methods::pita::smc::{
+    anneal, energy_at, ess_fraction, systematic_resample, SmcConfig, Space,
+};
 use crate::nn::{checkpoint, Adam, AdamConfig, Ema, StateLayout};
 use crate::report::{histogram_overlay, Series};
 use rand::{Rng, SeedableRng};
@@ -50,6 +52,29 @@ const METRICS_LOG: &str = "metrics.jsonl";
 const SAMPLES: &str = "samples.npy";
 const FINAL: &str = "final.json";
 const PLOTS: &str = "plots";
+
+/// One FK-SMC draw with true energies and the run's final corrections ([`PitaRun::sample`]).
+#[derive(Clone, Debug)]
+pub struct Draw {
+    /// The samples, `[n, dim]` row-major in the system's units (after resampling and fence).
+    pub x: Vec<f64>,
+    /// Their true energies.
+    pub energies: Vec<f64>,
+    /// Their true energy gradients, `[n, dim]`.
+    pub grads: Vec<f64>,
+    /// The annealing factor γ = β_to / β_from.
+    pub gamma: f64,
+    /// ESS fraction after each SMC step.
+    pub ess: Vec<f64>,
+    /// Resampling events during the SMC.
+    pub resamples: usize,
+    /// ESS fraction of the final true-energy resampling (1 without it).
+    pub final_ess: f64,
+    /// Samples the energy fence removed.
+    pub fenced: usize,
+    /// True-energy evaluations the draw took (one per particle).
+    pub energy_evals: u64,
+}
 
 /// What a run reports while it works.
 #[derive(Debug)]
@@ -273,6 +298,32 @@ impl PitaRun {
         Ok(run)
     }
 
+    /// Whether `dir` holds a PITA run: its `config.toml` has a temperature ladder.
+    pub fn is_run_dir(dir: &Path) -> bool {
+        std::fs::read_to_string(dir.join(CONFIG))
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .is_some_and(|t| t.contains_key("temperatures"))
+    }
+
+    /// Opens the run in `dir` with its own config; it must have a checkpoint.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let cfg_path = dir.join(CONFIG);
+        if !cfg_path.exists() {
+            return Err(Error::Format {
+                path: dir.to_path_buf(),
+                why: format!("not a run directory (no {CONFIG})"),
+            });
+        }
+        if !checkpoint::exists(&dir.join(CHECKPOINT)) {
+            return Err(Error::Format {
+                path: dir.to_path_buf(),
+                why: "the run has no checkpoint yet".into(),
+            });
+        }
+        Self::open(PitaConfig::load(&cfg_path)?, dir)
+    }
+
     /// The run's config.
     pub fn config(&self) -> &PitaConfig {
         &self.config
@@ -432,13 +483,6 @@ impl PitaRun {
             x,
             false,
         )
-    }
-
-    fn sample_shape(&self, n: usize) -> Vec<usize> {
-        match self.particles {
-            Some(p) => vec![n, p.n, p.spatial],
-            None => vec![n, self.buffer.dim],
-        }
     }
 
     /// MCMC with `sampler` (the initial sampler, `initial.mcmc` or `initial.md`, when `None`)
@@ -638,24 +682,25 @@ impl PitaRun {
         })
     }
 
-    fn anneal_stage(
-        &mut self,
-        stage: usize,
+    /// FK-SMC from the EMA model at β_from = 1/`t_from` to β_to = 1/`t_to` with the `smc`
+    /// settings and torch seed `seed`, then true energies and gradients of the particles and
+    /// the run's final corrections (true-energy resampling, energy fence). Changes nothing in
+    /// the run.
+    fn draw(
+        &self,
+        (t_from, t_to): (f64, f64),
+        smc: &SmcConfig,
+        seed: i64,
         observer: &mut dyn FnMut(PitaEvent),
-        start: &Instant,
-        offset: f64,
-    ) -> Result<StageLine> {
-        let temps = &self.config.temperatures;
-        let (t_from, t_to) = (temps[stage], temps[stage + 1]);
+    ) -> Result<Draw> {
         let (beta_from, beta_to) = (1.0 / t_from, 1.0 / t_to);
         let gamma = beta_to / beta_from;
-        let smc_start = Instant::now();
-        tch::manual_seed(mix(self.config.seed, 1_000_000 + stage as u64) as i64);
+        tch::manual_seed(seed);
         let target = AtBeta {
             model: &self.ema_model,
             beta: beta_from,
         };
-        let total = self.config.smc.steps;
+        let total = smc.steps;
         let out = anneal(
             &target,
             &self.config.edm,
@@ -665,7 +710,7 @@ impl PitaRun {
                 particles: self.particles,
                 device: self.device,
             },
-            &self.config.smc,
+            smc,
             |k, ess| {
                 if k % 10 == 0 || k + 1 == total {
                     observer(PitaEvent::Annealing {
@@ -679,13 +724,13 @@ impl PitaRun {
         )?;
         let x = to_host(&self.config.edm.to_system(&out.samples));
         let eg = EnergyBatch::evaluate(self.system.energy.as_ref(), &x)?;
-        self.state.energy_evals += eg.energies.len() as u64;
+        let energy_evals = eg.energies.len() as u64;
         let d = self.buffer.dim;
         let (mut xs, mut es, mut gs, mut final_ess) =
             (x.clone(), eg.energies.clone(), eg.grads.clone(), 1.0);
         if self.config.final_resample {
             let sigma_min = self.config.edm.sigma_min;
-            let e_model = energy_at(&target, &out.samples, sigma_min, self.config.smc.chunk);
+            let e_model = energy_at(&target, &out.samples, sigma_min, smc.chunk);
             let e_true = Tensor::from_slice(&eg.energies);
             let log_w = (-e_true * beta_to
                 + e_model.to_kind(Kind::Double).to_device(Device::Cpu) * gamma)
@@ -729,29 +774,103 @@ impl PitaRun {
                 .collect();
             es = keep.iter().map(|&i| es[i]).collect();
         }
+        Ok(Draw {
+            x: xs,
+            energies: es,
+            grads: gs,
+            gamma,
+            ess: out.ess,
+            resamples: out.resamples,
+            final_ess,
+            fenced,
+            energy_evals,
+        })
+    }
+
+    fn anneal_stage(
+        &mut self,
+        stage: usize,
+        observer: &mut dyn FnMut(PitaEvent),
+        start: &Instant,
+        offset: f64,
+    ) -> Result<StageLine> {
+        let temps = &self.config.temperatures;
+        let (t_from, t_to) = (temps[stage], temps[stage + 1]);
+        let smc_start = Instant::now();
+        let seed = mix(self.config.seed, 1_000_000 + stage as u64) as i64;
+        let draw = self.draw((t_from, t_to), &self.config.smc, seed, observer)?;
+        self.state.energy_evals += draw.energy_evals;
         let before = self.buffer.len();
-        self.buffer.push(&xs, beta_to, &es, &gs)?;
+        self.buffer
+            .push(&draw.x, 1.0 / t_to, &draw.energies, &draw.grads)?;
         let added = self.buffer.len() - before;
-        self.write_stage_samples(t_to, &xs)?;
-        let finite: Vec<f64> = es.iter().copied().filter(|e| e.is_finite()).collect();
+        self.write_stage_samples(t_to, &draw.x)?;
+        let finite: Vec<f64> = draw
+            .energies
+            .iter()
+            .copied()
+            .filter(|e| e.is_finite())
+            .collect();
         let (mean, std) = crate::mcmc::diagnostics::mean_std(&finite);
-        let ess = &out.ess;
+        let ess = &draw.ess;
         Ok(StageLine {
             stage: stage + 1,
             temperature: t_to,
-            gamma,
+            gamma: draw.gamma,
             ess_min: ess.iter().copied().fold(1.0, f64::min),
             ess_mean: ess.iter().sum::<f64>() / ess.len().max(1) as f64,
-            resamples: out.resamples,
-            final_ess,
+            resamples: draw.resamples,
+            final_ess: draw.final_ess,
             mean_energy: mean,
             std_energy: std,
             added,
-            fenced,
+            fenced: draw.fenced,
             energy_evals: self.state.energy_evals,
             smc_seconds: smc_start.elapsed().as_secs_f64(),
             wall_seconds: offset + start.elapsed().as_secs_f64(),
         })
+    }
+
+    /// `n` fresh samples at the target temperature from a finished run: the final stage's
+    /// draw again (the last model, trained at the last-but-one temperature, annealed to the
+    /// target by FK-SMC with the run's corrections), with `n` particles, `steps` SMC steps
+    /// (the run's when `None`) and its own seed. Writes nothing; the draw's true energies are
+    /// in [`Draw::energy_evals`].
+    pub fn sample(
+        &self,
+        n: usize,
+        steps: Option<usize>,
+        seed: u64,
+        observer: &mut dyn FnMut(PitaEvent),
+    ) -> Result<Draw> {
+        let temps = &self.config.temperatures;
+        let last = temps.len() - 1;
+        if self.state.stage < last {
+            return Err(Error::Config {
+                key: "run".into(),
+                why: format!(
+                    "{} has annealed {} of its {last} stages; finish it with `diffsamp pita` first",
+                    self.dir.display(),
+                    self.state.stage
+                ),
+            });
+        }
+        let mut smc = self.config.smc.clone();
+        smc.population = n;
+        if let Some(k) = steps {
+            smc.steps = k;
+        }
+        smc.validate()?;
+        let seed = mix(seed, 2_000_000) as i64;
+        self.draw((temps[last - 1], temps[last]), &smc, seed, observer)
+    }
+
+    /// The shape of `n` samples as written to `.npy`: `[n, particles, spatial]` or `[n, dim]`.
+    pub fn sample_shape(&self, n: usize) -> Vec<usize> {
+        match self.particles {
+            Some(p) => vec![n, p.n, p.spatial],
+            None => vec![n, self.buffer.dim],
+        }
     }
 
     fn finish(&mut self, wall: f64) -> Result<PitaSummary> {
@@ -928,8 +1047,8 @@ impl PitaRun {
 mod tests {
     use super::*;
 
-    /// A DW-4 run with one buffer entry, so that every row of a batch is that entry.
-    fn one_entry_run(data_scale: f64) -> (PitaRun, Vec<f64>, Vec<f64>) {
+    /// A tiny DW-4 ladder T = 2 → 1 in a fresh directory named by `tag`.
+    fn tiny_run(data_scale: f64, tag: &str) -> PitaRun {
         let text = format!(
             r#"
 system = "dw4"
@@ -979,13 +1098,18 @@ reference = "none"
 n_samples = 4
 "#
         );
-        let config = PitaConfig::from_toml(&text, Path::new("batch_test.toml")).unwrap();
+        let config = PitaConfig::from_toml(&text, Path::new("tiny.toml")).unwrap();
         let dir = std::env::temp_dir().join(format!(
-            "diffsamp-pita-batch-{}-{data_scale}",
+            "diffsamp-pita-{tag}-{}-{data_scale}",
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut run = PitaRun::open(config, &dir).unwrap();
+        PitaRun::open(config, &dir).unwrap()
+    }
+
+    /// A DW-4 run with one buffer entry, so that every row of a batch is that entry.
+    fn one_entry_run(data_scale: f64) -> (PitaRun, Vec<f64>, Vec<f64>) {
+        let mut run = tiny_run(data_scale, "batch");
         let d = run.buffer.dim;
         let x: Vec<f64> = (0..d).map(|i| 0.3 * i as f64 - 1.0).collect();
         let g: Vec<f64> = (0..d).map(|i| 0.5 - 0.1 * i as f64).collect();
@@ -1020,6 +1144,38 @@ n_samples = 4
         let (mut run, _, _) = one_entry_run(1.0);
         let e = run.training_batch(1.0).unwrap_err().to_string();
         assert!(e.contains("batches_from") && e.contains("T = 1"), "{e}");
+        std::fs::remove_dir_all(&run.dir).ok();
+    }
+
+    /// `sample` is the final stage's draw: with the stage's seed and population, the draw
+    /// reproduces the stage's samples bit for bit; with `n` particles it returns `n` samples
+    /// at the target temperature; an unfinished run is refused.
+    #[test]
+    fn fresh_samples_are_the_final_stages_draw() {
+        let mut run = tiny_run(1.0, "sample");
+        let e = run.sample(8, None, 0, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("0 of its 1 stages"), "{e}");
+        run.run(&mut |_| {}).unwrap();
+        let stage = crate::io::read_npy(&run.stage_file(1.0)).unwrap();
+        let seed = mix(run.config.seed, 1_000_000) as i64;
+        let again = run
+            .draw((2.0, 1.0), &run.config.smc, seed, &mut |_| {})
+            .unwrap();
+        let again: Vec<f64> = again.x.iter().map(|&v| v as f32 as f64).collect();
+        assert_eq!(stage.data, again);
+        let fresh = run.sample(12, Some(3), 7, &mut |_| {}).unwrap();
+        assert_eq!((fresh.x.len(), fresh.energies.len()), (12 * 8, 12));
+        assert_eq!(
+            (fresh.ess.len(), fresh.gamma, fresh.energy_evals),
+            (3, 2.0, 12)
+        );
+        assert!(fresh.x.iter().all(|v| v.is_finite()));
+        let same = run.sample(12, Some(3), 7, &mut |_| {}).unwrap();
+        assert_eq!(fresh.x, same.x);
+        let other = run.sample(12, Some(3), 8, &mut |_| {}).unwrap();
+        assert_ne!(fresh.x, other.x);
+        let e = run.sample(0, None, 0, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("population"), "{e}");
         std::fs::remove_dir_all(&run.dir).ok();
     }
 }
