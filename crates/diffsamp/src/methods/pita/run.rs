@@ -1046,8 +1046,10 @@ impl PitaRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::layers::testing::torch_rng;
 
-    /// A tiny DW-4 ladder T = 2 → 1 in a fresh directory named by `tag`.
+    /// A tiny DW-4 ladder T = 2 → 1 in a fresh directory named by `tag` (it seeds libtorch's
+    /// global generator: callers hold [`torch_rng`]).
     fn tiny_run(data_scale: f64, tag: &str) -> PitaRun {
         let text = format!(
             r#"
@@ -1119,6 +1121,7 @@ n_samples = 4
 
     #[test]
     fn training_batches_are_in_the_models_units() {
+        let _rng = torch_rng();
         for s in [1.0, 0.25] {
             let (mut run, x, g) = one_entry_run(s);
             let (batch, batch_beta) = run.training_batch(2.0).unwrap();
@@ -1141,6 +1144,7 @@ n_samples = 4
 
     #[test]
     fn a_batch_from_an_empty_temperature_names_the_key() {
+        let _rng = torch_rng();
         let (mut run, _, _) = one_entry_run(1.0);
         let e = run.training_batch(1.0).unwrap_err().to_string();
         assert!(e.contains("batches_from") && e.contains("T = 1"), "{e}");
@@ -1152,6 +1156,7 @@ n_samples = 4
     /// at the target temperature; an unfinished run is refused.
     #[test]
     fn fresh_samples_are_the_final_stages_draw() {
+        let _rng = torch_rng();
         let mut run = tiny_run(1.0, "sample");
         let e = run.sample(8, None, 0, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("0 of its 1 stages"), "{e}");
