@@ -25,9 +25,7 @@ pub(crate) struct Reporter {
 impl Reporter {
     fn bar(&mut self, key: String, total: usize) -> &mut Phase {
         if self.bar.as_ref().is_none_or(|(k, _)| *k != key) {
-            if let Some((_, p)) = self.bar.take() {
-                p.finish("");
-            }
+            self.finish();
             self.bar = Some((key.clone(), Phase::new(&key, total as u64)));
         }
         &mut self.bar.as_mut().expect("just set").1
@@ -43,9 +41,7 @@ impl Reporter {
     pub(crate) fn on(&mut self, ev: PitaEvent) {
         match ev {
             PitaEvent::Status(s) => {
-                if let Some((_, p)) = self.bar.take() {
-                    p.finish("");
-                }
+                self.finish();
                 eprintln!("{s} ...");
             }
             PitaEvent::Training {
@@ -66,9 +62,7 @@ impl Reporter {
                 .bar(format!("annealing to T = {temperature}"), total)
                 .update(step as u64, &format!("ESS {ess:.3}")),
             PitaEvent::Stage(s) => {
-                if let Some((_, p)) = self.bar.take() {
-                    p.finish("");
-                }
+                self.finish();
                 let fenced = if s.fenced > 0 {
                     format!(", {} above the energy fence dropped", s.fenced)
                 } else {
