@@ -63,17 +63,22 @@ impl Reporter {
                 .update(step as u64, &format!("ESS {ess:.3}")),
             PitaEvent::Stage(s) => {
                 self.finish();
-                let fenced = if s.fenced > 0 {
-                    format!(", {} above the energy fence dropped", s.fenced)
-                } else {
-                    String::new()
-                };
+                let fenced = fence_note(s.fenced);
                 eprintln!(
                     "T = {}: <E> {:.3} ± {:.3}, ESS min {:.3}, final-resampling ESS {:.3}{fenced}, {} energy evaluations so far",
                     s.temperature, s.mean_energy, s.std_energy, s.ess_min, s.final_ess, s.energy_evals
                 );
             }
         }
+    }
+}
+
+/// ", N above the energy fence dropped" where the fence dropped samples, else nothing.
+pub(crate) fn fence_note(fenced: usize) -> String {
+    if fenced > 0 {
+        format!(", {fenced} above the energy fence dropped")
+    } else {
+        String::new()
     }
 }
 

@@ -128,11 +128,7 @@ fn sample_pita(a: &Args) -> anyhow::Result<()> {
     }
     write_npy(&a.out, &run.sample_shape(n), &draw.x, false)?;
     let temps = &run.config().temperatures;
-    let fenced = if draw.fenced > 0 {
-        format!(", {} above the energy fence dropped", draw.fenced)
-    } else {
-        String::new()
-    };
+    let fenced = super::pita::fence_note(draw.fenced);
     eprintln!(
         "{n} samples of {} at T = {} (FK-SMC from the T = {} model, γ = {:.3}, {} steps; ESS min {:.3}, final-resampling ESS {:.3}{fenced}; {} energy evaluations) -> {}",
         run.config().system,
