@@ -95,6 +95,63 @@ fn energy_command_writes_energies_and_gradients() {
 }
 
 #[test]
+fn energy_terms_of_a_force_field_sum_to_its_energy() {
+    let d = tmp_dir("terms");
+    let x = diffsamp::energy::data::shared_data_file("aldp/X100.npy").unwrap();
+    let (e, csv) = (d.join("e.npy"), d.join("terms.csv"));
+    let o = diffsamp(&[
+        "energy",
+        "--system",
+        "aldp",
+        "--input",
+        s(&x),
+        "--out",
+        s(&e),
+        "--terms",
+        s(&csv),
+        "--temperature",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nonbonded"), "{}", stderr(&o));
+    let e = diffsamp::io::read_npy(&e).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("row,bonds,angles,torsions,nonbonded,gb,total")
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 100);
+    for (r, e) in rows.iter().zip(&e.data) {
+        let sum: f64 = r[1..6].iter().sum();
+        assert!((sum - e).abs() < 1e-5 * e.abs().max(1.0), "{r:?} vs {e}");
+        assert!((r[6] - e).abs() < 1e-5 * e.abs().max(1.0), "{r:?} vs {e}");
+    }
+
+    let o = diffsamp(&[
+        "energy",
+        "--system",
+        "dw4",
+        "--input",
+        s(&x),
+        "--out",
+        s(&d.join("e2.npy")),
+        "--terms",
+        s(&csv),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--terms") && stderr(&o).contains("'dw4' is not a force field"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(d).ok();
+}
+
+#[test]
 fn bad_input_fails_with_a_named_error() {
     let d = tmp_dir("bad");
     let missing = d.join("missing.npy");

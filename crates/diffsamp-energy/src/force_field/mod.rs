@@ -48,6 +48,18 @@ impl Term {
         Term::Nonbonded,
         Term::GeneralizedBorn,
     ];
+
+    /// A short lowercase name (a CSV column header): `bonds`, `angles`, `torsions`,
+    /// `nonbonded`, `gb`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Term::Bonds => "bonds",
+            Term::Angles => "angles",
+            Term::Torsions => "torsions",
+            Term::Nonbonded => "nonbonded",
+            Term::GeneralizedBorn => "gb",
+        }
+    }
 }
 
 /// The potential energy of an OpenMM System (no periodic box), in kJ/mol over positions in nm.
@@ -218,6 +230,22 @@ impl ForceFieldEnergy {
     /// The underlying force field (kJ/mol, nm).
     pub fn field(&self) -> &ForceField {
         &self.field
+    }
+
+    /// The energy of one configuration split by [`Term::ALL`], in kT: U_term(x)/kT for each
+    /// term, in that order; they sum to [`Energy::energy`]. Which term is off tells whether a
+    /// generated molecule fails on its bonds, its angles or its clashes.
+    pub fn term_energies(&self, x: &[f64]) -> Result<[f64; 5], EnergyError> {
+        if x.len() != self.dim() {
+            return Err(EnergyError::Shape {
+                energy: self.name.clone(),
+                what: "configuration",
+                len: x.len(),
+                expected: self.dim(),
+            });
+        }
+        let mut grad = vec![0.0; x.len()];
+        Ok(Term::ALL.map(|t| self.field.energy_grad_terms(&[t], x, &mut grad) / self.kt))
     }
 }
 

@@ -112,6 +112,36 @@ fn kt_units_at_300k() {
     assert!(ForceFieldEnergy::aldp(f64::NAN).is_err());
 }
 
+#[test]
+fn term_energies_sum_to_the_energy_and_are_rigid_invariants() {
+    let e = ForceFieldEnergy::aldp(300.0).unwrap();
+    let x = read_npy(&fixture("X100.npy")).unwrap();
+    let mut g = vec![0.0; 66];
+    // A rotation by 90° about z and a shift: every term is a function of distances and angles.
+    let moved = |r: &[f64]| -> Vec<f64> {
+        r.chunks_exact(3)
+            .flat_map(|p| [-p[1] + 0.3, p[0] - 1.2, p[2] + 0.05])
+            .collect()
+    };
+    for row in x.data.chunks_exact(66).take(10) {
+        let terms = e.term_energies(row).unwrap();
+        let total = e.energy_grad(row, &mut g);
+        assert!((terms.iter().sum::<f64>() - total).abs() < 1e-9 * total.abs().max(1.0));
+        // Bonds and angles are sums of squares; a folded conformation has GB < 0.
+        assert!(
+            terms[0] >= 0.0 && terms[1] >= 0.0 && terms[4] < 0.0,
+            "{terms:?}"
+        );
+        for (a, b) in terms.iter().zip(e.term_energies(&moved(row)).unwrap()) {
+            assert!((a - b).abs() < 1e-8 * a.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+    let names: Vec<&str> = Term::ALL.iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["bonds", "angles", "torsions", "nonbonded", "gb"]);
+    let err = e.term_energies(&x.data[..65]).unwrap_err().to_string();
+    assert!(err.contains("length 65") && err.contains("66"), "{err}");
+}
+
 fn parse_err(text: &str) -> String {
     ForceField::from_xml_str(text, Path::new("mem.xml"))
         .unwrap_err()
