@@ -151,7 +151,7 @@ fn sample_draws_fresh_samples_from_a_finished_ladder() {
             "--n",
             "30",
             "--steps",
-            "5",
+            "10",
             "--seed",
             seed,
             "--out",
@@ -161,6 +161,8 @@ fn sample_draws_fresh_samples_from_a_finished_ladder() {
         assert!(o.status.success(), "{err}");
         assert!(err.contains("30 samples of dw4 at T = 1"), "{err}");
         assert!(err.contains("30 energy evaluations"), "{err}");
+        // Weights stop at 90 % of the steps; the line still counts all of them.
+        assert!(err.contains("10 steps, 9 of them weighted"), "{err}");
         std::fs::read(path).unwrap()
     };
     let a = draw("0", "a.npy");

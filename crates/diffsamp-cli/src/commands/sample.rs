@@ -130,11 +130,12 @@ fn sample_pita(a: &Args) -> anyhow::Result<()> {
     let temps = &run.config().temperatures;
     let fenced = super::pita::fence_note(draw.fenced);
     eprintln!(
-        "{n} samples of {} at T = {} (FK-SMC from the T = {} model, γ = {:.3}, {} steps; ESS min {:.3}, final-resampling ESS {:.3}{fenced}; {} energy evaluations) -> {}",
+        "{n} samples of {} at T = {} (FK-SMC from the T = {} model, γ = {:.3}, {} steps, {} of them weighted; ESS min {:.3}, final-resampling ESS {:.3}{fenced}; {} energy evaluations) -> {}",
         run.config().system,
         temps[temps.len() - 1],
         temps[temps.len() - 2],
         draw.gamma,
+        a.steps.unwrap_or(run.config().smc.steps),
         draw.ess.len(),
         draw.ess.iter().copied().fold(1.0, f64::min),
         draw.final_ess,
