@@ -41,7 +41,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let energy = Tempered::new(registry::by_name(&a.system)?, a.temperature)?;
+    // With --terms the force field is already loaded; it is the system's energy too.
+    let base: Box<dyn diffsamp::energy::Energy> = match &field {
+        Some(f) => Box::new(f.clone()),
+        None => registry::by_name(&a.system)?,
+    };
+    let energy = Tempered::new(base, a.temperature)?;
     let arr = read_npy(&a.input)?;
     let dim = diffsamp::energy::Energy::dim(&energy);
     let n = arr.shape.first().copied().unwrap_or(0);
