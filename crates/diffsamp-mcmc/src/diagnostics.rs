@@ -1,5 +1,6 @@
 //! Mixing diagnostics: autocorrelation time, effective sample size and split-R̂.
 
+use diffsamp_metrics::SortedFinite;
 use serde::{Deserialize, Serialize};
 
 /// Mixing diagnostics of the target-temperature energy over the sampling phase.
@@ -24,17 +25,9 @@ impl Diagnostics {
     pub fn from_traces(traces: &[Vec<f64>], thinning: usize) -> Self {
         let energy_iat_steps: Vec<f64> =
             traces.iter().map(|t| integrated_autocorr_time(t)).collect();
-        let mut sorted: Vec<f64> = energy_iat_steps
-            .iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
-        sorted.sort_by(f64::total_cmp);
-        let median = if sorted.is_empty() {
-            f64::NAN
-        } else {
-            sorted[sorted.len() / 2]
-        };
+        let median = SortedFinite::new(energy_iat_steps.iter().copied())
+            .nearest(0.5)
+            .unwrap_or(f64::NAN);
         Diagnostics {
             energy_mean_se: chain_means_se(traces),
             energy_ess: effective_sample_size(traces),

@@ -14,6 +14,7 @@
 //! | mode coverage | [`modes`] | |
 //! | dihedrals; alanine φ/ψ KL, φ > 0 population, chirality | [`dihedral`], [`alanine`] | |
 //! | ESS, log Z | [`weights`] | |
+//! | empirical quantiles | [`quantile`] | |
 //!
 //! Public functions never panic on user data: shape errors, empty inputs and non-finite values
 //! come back as [`MetricsError`]. Rows holding NaN/inf can be dropped (and counted) first with
@@ -27,6 +28,7 @@ pub mod energy_w2;
 pub mod histogram;
 pub mod kabsch;
 pub mod modes;
+pub mod quantile;
 pub mod sinkhorn;
 pub mod w2;
 pub mod weights;
@@ -41,6 +43,7 @@ pub use histogram::{
 };
 pub use kabsch::{orthogonal_procrustes, Procrustes};
 pub use modes::{mode_coverage, CoverageThreshold, ModeCoverage, ModeCoverageConfig};
+pub use quantile::SortedFinite;
 pub use sinkhorn::{
     sinkhorn, sinkhorn_divergence, SinkhornConfig, SinkhornDivergence, SinkhornResult,
 };

@@ -24,6 +24,7 @@
 use criterion::{Criterion, SamplingMode, Throughput};
 use diffsamp::energy::Particles;
 use diffsamp::methods::adjoint_sampling::ram_loss;
+use diffsamp::metrics::SortedFinite;
 use diffsamp::nn::egnn::{Egnn, EgnnConfig};
 use diffsamp::nn::{Adam, AdamConfig};
 use diffsamp::sde::{remove_com, EulerMaruyama, Geometric, HostNoise, TorchNoise};
@@ -179,19 +180,15 @@ fn bench_rollout(threads: i32, bench_mode: bool) {
         return;
     }
     run(5); // warm-up
-    let mut samples: Vec<f64> = (0..reps).map(|_| run(ROLLOUT_STEPS)).collect();
+    let samples: Vec<f64> = (0..reps).map(|_| run(ROLLOUT_STEPS)).collect();
     let list = samples
         .iter()
         .map(|s| format!("{s:.6}"))
         .collect::<Vec<_>>()
         .join(",");
-    samples.sort_by(f64::total_cmp);
-    let mid = samples.len() / 2;
-    let median = if samples.len() % 2 == 1 {
-        samples[mid]
-    } else {
-        0.5 * (samples[mid - 1] + samples[mid])
-    };
+    let median = SortedFinite::new(samples.iter().copied())
+        .interpolated(0.5)
+        .unwrap_or(f64::NAN);
     println!(
         "egnn_lj13_h128_l5/rollout/threads{threads}/batch{ROLLOUT_BATCH}/steps{ROLLOUT_STEPS}: \
          median {median:.3} s over {reps} rollouts"

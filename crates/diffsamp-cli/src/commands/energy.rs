@@ -4,6 +4,7 @@ use anyhow::{bail, Context};
 use diffsamp::energy::force_field::Term;
 use diffsamp::energy::{registry, EnergyBatch, Tempered};
 use diffsamp::io::{read_npy, write_npy};
+use diffsamp::metrics::SortedFinite;
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -111,9 +112,8 @@ fn print_term_quantiles(rows: &[[f64; 5]]) {
     }
     eprintln!("term        10%          50%          90%   (kT)");
     for (k, term) in Term::ALL.iter().enumerate() {
-        let mut v: Vec<f64> = rows.iter().map(|t| t[k]).collect();
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        let v = SortedFinite::new(rows.iter().map(|t| t[k]));
+        let q = |p: f64| v.nearest(p).unwrap_or(f64::NAN);
         eprintln!(
             "{:<10} {:>11.4e}  {:>11.4e}  {:>11.4e}",
             term.name(),

@@ -1,6 +1,7 @@
 //! PNG plots drawn with `plotters` (bitmap backend, embedded DejaVu font: no system fonts needed).
 
 use crate::error::{Error, Result};
+use diffsamp_metrics::SortedFinite;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -37,17 +38,11 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 fn finite_range(series: &[Series], clip_quantile: f64) -> Option<(f64, f64)> {
-    let mut all: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .filter(|v| v.is_finite())
-        .collect();
-    if all.is_empty() {
-        return None;
-    }
-    all.sort_by(f64::total_cmp);
-    let q = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize];
-    let (lo, hi) = (q(clip_quantile), q(1.0 - clip_quantile));
+    let all = SortedFinite::new(series.iter().flat_map(|s| s.values.iter().copied()));
+    let (lo, hi) = (
+        all.nearest(clip_quantile)?,
+        all.nearest(1.0 - clip_quantile)?,
+    );
     let pad = ((hi - lo) * 0.05).max(1e-9);
     Some((lo - pad, hi + pad))
 }

@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::methods::adjoint_matching::{Memoryless, Trajectory};
 use crate::nn::Control;
+use diffsamp_metrics::SortedFinite;
 use rand::seq::index::sample as sample_indices;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -114,16 +115,9 @@ pub struct RunningClip {
 impl RunningClip {
     /// Updates the threshold with the batch's per-sample losses and returns it.
     pub fn update(&mut self, per_sample: &[f64]) -> f64 {
-        let mut v: Vec<f64> = per_sample
-            .iter()
-            .copied()
-            .filter(|x| x.is_finite())
-            .collect();
-        if v.is_empty() {
+        let Some(q) = SortedFinite::new(per_sample.iter().copied()).nearest(self.quantile) else {
             return self.threshold.unwrap_or(f64::INFINITY);
-        }
-        v.sort_by(f64::total_cmp);
-        let q = v[((v.len() - 1) as f64 * self.quantile).round() as usize];
+        };
         let c = match self.threshold {
             Some(c) => 0.9 * c + 0.1 * q,
             None => q,

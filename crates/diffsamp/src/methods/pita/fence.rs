@@ -14,20 +14,13 @@
 //! k = 3 is his "far out"). For a Gaussian energy the true distribution loses a fraction
 //! 1 − Φ(0.674 + 1.349 k) of its mass, 1.2·10⁻⁶ at k = 3.
 
+use diffsamp_metrics::SortedFinite;
+
 /// Q₃ + k (Q₃ − Q₁) of the finite entries of `energies` (linear interpolation between order
 /// statistics); `None` when none is finite.
 pub fn upper_fence(energies: &[f64], k: f64) -> Option<f64> {
-    let mut e: Vec<f64> = energies.iter().copied().filter(|v| v.is_finite()).collect();
-    if e.is_empty() {
-        return None;
-    }
-    e.sort_by(f64::total_cmp);
-    let q = |p: f64| {
-        let pos = p * (e.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        e[lo] + (pos - lo as f64) * (e[hi] - e[lo])
-    };
-    let (q1, q3) = (q(0.25), q(0.75));
+    let e = SortedFinite::new(energies.iter().copied());
+    let (q1, q3) = (e.interpolated(0.25)?, e.interpolated(0.75)?);
     Some(q3 + k * (q3 - q1))
 }
 
