@@ -199,12 +199,34 @@ fn pita_writes_the_run_directory() {
         "plots/energy_by_temperature.png",
         "plots/energy_histogram.png",
         "plots/distance_histogram.png",
+        "plots/ess.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     assert_eq!(lines(&out.join("train.jsonl")), 18);
     assert_eq!(lines(&out.join("metrics.jsonl")), 2);
     assert_norms_of_both_networks_logged(&out);
+    // Each stage logs the ESS of its 18 weighted steps (resample_until 0.9 of 20), whose
+    // minimum and mean are the stage's summary.
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    for line in metrics.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ess: Vec<f64> = v["ess"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no per-step ESS in {line}"))
+            .iter()
+            .map(|e| e.as_f64().unwrap())
+            .collect();
+        assert_eq!(ess.len(), 18, "{line}");
+        assert!(ess.iter().all(|e| *e > 0.0 && *e <= 1.0), "{line}");
+        let min = ess.iter().copied().fold(1.0, f64::min);
+        let mean = ess.iter().sum::<f64>() / 18.0;
+        assert_eq!(min, v["ess_min"].as_f64().unwrap(), "{line}");
+        assert!(
+            (mean - v["ess_mean"].as_f64().unwrap()).abs() < 1e-12,
+            "{line}"
+        );
+    }
     let fin = final_json(&out);
     assert_eq!(fin["training_steps"], 18);
     assert_eq!(fin["n_samples"], 48);

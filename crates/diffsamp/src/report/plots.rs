@@ -125,6 +125,67 @@ pub fn histogram_overlay(
     Ok(())
 }
 
+/// Line plots of per-step traces (series k's i-th value at step i + 1) on common axes, the y
+/// axis from 0 to `y_max` (e.g. the ESS fraction of each SMC stage against its step).
+pub fn traces(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    y_max: f64,
+) -> Result<()> {
+    register_font();
+    let steps = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
+    if steps == 0 {
+        return Err(plot_err(path, "no values"));
+    }
+    if !(y_max.is_finite() && y_max > 0.0) {
+        return Err(plot_err(path, format!("y range [0, {y_max}] is empty")));
+    }
+    let root = BitMapBackend::new(path, (800, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 24))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..steps as f64 + 1.0, 0.0..y_max)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts = s
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, &v)| ((k + 1) as f64, v.clamp(0.0, y_max)));
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(|e| plot_err(path, e))?
+            .label(s.label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
+
 /// Axes of a [`scatter_2d`] plot. The default has no labels and fits the extent to the data.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Axes2d<'a> {
@@ -276,7 +337,41 @@ mod tests {
             Axes2d::angles("φ", "ψ"),
         )
         .unwrap();
-        for p in [h, s, t] {
+        let l = dir.join("l.png");
+        traces(
+            &l,
+            "t",
+            "step",
+            "ESS",
+            &[
+                Series {
+                    label: "a",
+                    values: &[1.0, 0.5, f64::NAN, 0.7],
+                },
+                Series {
+                    label: "b",
+                    values: &[0.9],
+                },
+            ],
+            1.0,
+        )
+        .unwrap();
+        let no_values = traces(&dir.join("e.png"), "t", "x", "y", &[], 1.0).unwrap_err();
+        assert!(no_values.to_string().contains("no values"), "{no_values}");
+        let empty_range = traces(
+            &dir.join("e.png"),
+            "t",
+            "x",
+            "y",
+            &[Series {
+                label: "a",
+                values: &[1.0],
+            }],
+            0.0,
+        )
+        .unwrap_err();
+        assert!(empty_range.to_string().contains("empty"), "{empty_range}");
+        for p in [h, s, t, l] {
             let bytes = std::fs::read(&p).unwrap();
             assert_eq!(&bytes[1..4], b"PNG", "{}", p.display());
         }

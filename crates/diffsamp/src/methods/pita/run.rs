@@ -36,7 +36,7 @@ use crate::methods::pita::smc::{
     anneal, energy_at, ess_fraction, systematic_resample, SmcConfig, Space,
 };
 use crate::nn::{checkpoint, Adam, AdamConfig, Ema, StateLayout};
-use crate::report::{histogram_overlay, Series};
+use crate::report::{histogram_overlay, traces, Series};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -155,6 +155,9 @@ pub struct StageLine {
     /// Smallest and mean ESS fraction over the weighted SMC steps.
     pub ess_min: f64,
     pub ess_mean: f64,
+    /// ESS fraction (Σw)² / (n Σw²) after each weighted SMC step, before its resampling.
+    #[serde(default)]
+    pub ess: Vec<f64>,
     pub resamples: usize,
     /// ESS fraction of the final true-energy resampling (1 when it is off).
     pub final_ess: f64,
@@ -812,13 +815,14 @@ impl PitaRun {
             .filter(|e| e.is_finite())
             .collect();
         let (mean, std) = crate::mcmc::diagnostics::mean_std(&finite);
-        let ess = &draw.ess;
+        let ess = draw.ess;
         Ok(StageLine {
             stage: stage + 1,
             temperature: t_to,
             gamma: draw.gamma,
             ess_min: ess.iter().copied().fold(1.0, f64::min),
             ess_mean: ess.iter().sum::<f64>() / ess.len().max(1) as f64,
+            ess,
             resamples: draw.resamples,
             final_ess: draw.final_ess,
             mean_energy: mean,
@@ -974,6 +978,31 @@ impl PitaRun {
             &series,
             80,
         )?;
+        let ess_labels: Vec<String> = self
+            .stages
+            .iter()
+            .map(|s| format!("T = {} (γ = {:.3})", s.temperature, s.gamma))
+            .collect();
+        let ess_series: Vec<Series> = self
+            .stages
+            .iter()
+            .zip(&ess_labels)
+            .filter(|(s, _)| !s.ess.is_empty())
+            .map(|(s, label)| Series {
+                label,
+                values: &s.ess,
+            })
+            .collect();
+        if !ess_series.is_empty() {
+            traces(
+                &plots.join("ess.png"),
+                &format!("{}: ESS of the Feynman–Kac SMC", energy.name()),
+                "SMC step (weighted steps)",
+                "ESS / n before resampling",
+                &ess_series,
+                1.0,
+            )?;
+        }
         let summary = PitaSummary {
             system: self.config.system.clone(),
             temperatures: temps.clone(),
