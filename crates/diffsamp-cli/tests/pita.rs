@@ -496,6 +496,13 @@ fn bad_configs_fail_before_anything_is_written_and_name_the_key() {
             "batches_from",
         ),
         (
+            base.replace(
+                "log_every = 1",
+                "log_every = 1\n[training.loss]\ntarget_score_form = \"instead\"",
+            ),
+            "target_score_form",
+        ),
+        (
             base.replace("ema_decay = 0.9", "ema_decay = 1.0"),
             "training.ema_decay",
         ),

@@ -23,6 +23,25 @@ pub struct LossConfig {
     pub target_score_clip: f64,
     /// Samples with reduced energy β U(x_0) above this are left out of energy matching (1000).
     pub energy_match_max: f64,
+    /// How the target-score loss enters ("added", the published form).
+    pub target_score_form: TargetScoreForm,
+}
+
+/// How the target-score loss combines with the denoising score loss below its cutoff σ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetScoreForm {
+    /// REFERENCE §3.3: ‖x + h clip(∇log p(x_0)) − D_s(x)‖², unweighted, added to the score
+    /// loss (which covers every σ).
+    #[default]
+    Added,
+    /// Target score matching: below the cutoff λ ‖x + h clip(∇log p(x_0)) − D_s(x)‖² takes the
+    /// place of the score loss λ ‖D_s(x) − x_0‖². Both targets have the posterior mean
+    /// D*(x) = x + h ∇log p_σ(x) = x + h E[∇log p(x_0) | x] as their conditional mean (where
+    /// the clip does not bind), so the minimiser is the same; the target-score target's
+    /// variance h² Var(∇log p(x_0) | x) vanishes as σ → 0, where the denoising target's,
+    /// Var(x_0 | x) ≈ h, sets the loss's noise.
+    Replacing,
 }
 
 impl Default for LossConfig {
@@ -35,6 +54,7 @@ impl Default for LossConfig {
             target_score_max_sigma: 0.19,
             target_score_clip: 1000.0,
             energy_match_max: 1000.0,
+            target_score_form: TargetScoreForm::Added,
         }
     }
 }
@@ -100,7 +120,8 @@ pub struct LossTerms {
 /// - score: λ ‖D_s(x) − x_0‖²,
 /// - energy-score: λ ‖D_E(x) − stopgrad(D_s(x))‖² (D_E = x − h∇_x E_θ: double backward),
 /// - energy-match: (E_θ(x_0, σ_min) − β U(x_0))², where β U(x_0) ≤ `energy_match_max`,
-/// - target score (σ < `target_score_max_sigma`): ‖x + h clip(∇log p(x_0)) − D_s(x)‖².
+/// - target score (σ < `target_score_max_sigma`): ‖x + h clip(∇log p(x_0)) − D_s(x)‖², or with
+///   [`TargetScoreForm::Replacing`] λ times it, in place of the score loss there.
 ///
 /// `sigma` `[B]` and `z` `[B, d]` (COM-free for particles) are drawn by the caller.
 pub fn losses(
@@ -116,7 +137,17 @@ pub fn losses(
     let lambda = (&h + 1.0) / &h;
     let x = (&batch.x0 + sigma.unsqueeze(1) * z).detach();
     let d_s = model.denoise(&x, sigma, &batch.beta);
-    let score = (&lambda * (&d_s - &batch.x0).square()).mean(kind);
+    let below = sigma
+        .lt(config.target_score_max_sigma)
+        .to_kind(kind)
+        .unsqueeze(1);
+    let replacing =
+        config.target_score > 0.0 && config.target_score_form == TargetScoreForm::Replacing;
+    let score = if replacing {
+        (&lambda * (&d_s - &batch.x0).square() * (below.neg() + 1.0)).mean(kind)
+    } else {
+        (&lambda * (&d_s - &batch.x0).square()).mean(kind)
+    };
     let mut total = &score * config.score;
     let mut terms = LossTerms {
         total: Tensor::zeros([], (kind, x.device())),
@@ -148,11 +179,8 @@ pub fn losses(
         let g = &batch.target_score;
         let norm = g.square().sum_dim_intlist(1, true, kind).sqrt();
         let g = g * (norm.reciprocal() * config.target_score_clip).clamp_max(1.0);
-        let mask = sigma
-            .lt(config.target_score_max_sigma)
-            .to_kind(kind)
-            .unsqueeze(1);
-        let l = ((&x + &h * g - &d_s).square() * &mask).mean(kind);
+        let weight = if replacing { &lambda * &below } else { below };
+        let l = ((&x + &h * g - &d_s).square() * weight).mean(kind);
         terms.target_score = l.double_value(&[]);
         total += l * config.target_score;
     }
@@ -219,6 +247,16 @@ mod tests {
             ("target_score", only([0.0, 0.0, 0.0, 1.0]), score),
             ("score", only([1.0, 0.0, 0.0, 0.0]), score),
             (
+                "target score replacing the score loss",
+                LossConfig {
+                    target_score: 1.0,
+                    target_score_max_sigma: 0.3,
+                    target_score_form: TargetScoreForm::Replacing,
+                    ..only([1.0, 0.0, 0.0, 0.0])
+                },
+                score,
+            ),
+            (
                 "all",
                 LossConfig {
                     target_score: 0.5,
@@ -269,6 +307,53 @@ mod tests {
                 "{name}: loss does not depend on the checked parameters"
             );
         }
+    }
+
+    /// With `Replacing`, samples above the cutoff keep the score loss and have no target-score
+    /// term; below it the score loss is gone and the target-score term is λ times the published
+    /// (unweighted) one.
+    #[test]
+    fn the_replacing_target_score_takes_the_score_losss_place_below_the_cutoff() {
+        let _rng = torch_rng();
+        let (_vs, m, batch, _, z) = setup();
+        let cfg = |form, cutoff| LossConfig {
+            energy_score: 0.0,
+            energy_match: 0.0,
+            target_score: 1.0,
+            target_score_max_sigma: cutoff,
+            target_score_form: form,
+            ..LossConfig::default()
+        };
+        let run = |c: &LossConfig, sigma: f64| {
+            let s = Tensor::full([5], sigma, (Kind::Double, Device::Cpu));
+            losses(&m, c, 0.05, &batch, &s, &z)
+        };
+        // Every σ above the cutoff: the same score loss as without a target score.
+        let plain = run(
+            &LossConfig {
+                target_score: 0.0,
+                ..cfg(TargetScoreForm::Added, 0.19)
+            },
+            0.5,
+        );
+        let above = run(&cfg(TargetScoreForm::Replacing, 0.19), 0.5);
+        assert_eq!(above.score, plain.score);
+        assert_eq!(above.target_score, 0.0);
+        assert!((above.total.double_value(&[]) - plain.score).abs() < 1e-12);
+        // Every σ below it: no score loss, λ = (1 + h)/h times the unweighted term.
+        let (sigma, cutoff) = (0.1, 0.19);
+        let added = run(&cfg(TargetScoreForm::Added, cutoff), sigma);
+        let replacing = run(&cfg(TargetScoreForm::Replacing, cutoff), sigma);
+        let lambda = (1.0 + sigma * sigma) / (sigma * sigma);
+        assert!(added.score > 0.0 && added.target_score > 0.0);
+        assert_eq!(replacing.score, 0.0);
+        let want = lambda * added.target_score;
+        assert!(
+            (replacing.target_score - want).abs() < 1e-12 * want,
+            "{} vs {want}",
+            replacing.target_score
+        );
+        assert!((replacing.total.double_value(&[]) - want).abs() < 1e-12 * want);
     }
 
     #[test]
