@@ -81,6 +81,38 @@ pub fn histogram_overlay(
         .max(1e-12)
         * 1.1;
 
+    let lines: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .zip(&densities)
+        .map(|(s, d)| {
+            let mut pts = Vec::with_capacity(2 * bins + 2);
+            pts.push((lo, 0.0));
+            for (k, &y) in d.iter().enumerate() {
+                pts.push((lo + k as f64 * width, y));
+                pts.push((lo + (k + 1) as f64 * width, y));
+            }
+            pts.push((hi, 0.0));
+            (format!("{} (n={})", s.label, s.values.len()), pts)
+        })
+        .collect();
+    line_chart(
+        path,
+        title,
+        (x_label, "density"),
+        (lo..hi, 0.0..ymax),
+        lines,
+    )
+}
+
+/// Labelled lines (one colour each, with a legend) on an 800×560 chart with the given axis
+/// descriptions and ranges.
+fn line_chart(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    (x_range, y_range): (std::ops::Range<f64>, std::ops::Range<f64>),
+    lines: Vec<(String, Vec<(f64, f64)>)>,
+) -> Result<()> {
     let root = BitMapBackend::new(path, (800, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -88,28 +120,21 @@ pub fn histogram_overlay(
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(lo..hi, 0.0..ymax)
+        .build_cartesian_2d(x_range, y_range)
         .map_err(|e| plot_err(path, e))?;
     chart
         .configure_mesh()
         .x_desc(x_label)
-        .y_desc("density")
+        .y_desc(y_label)
         .label_style((FONT, 14))
         .draw()
         .map_err(|e| plot_err(path, e))?;
-    for (i, (s, d)) in series.iter().zip(&densities).enumerate() {
+    for (i, (label, pts)) in lines.into_iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let mut pts = Vec::with_capacity(2 * bins + 2);
-        pts.push((lo, 0.0));
-        for (k, &y) in d.iter().enumerate() {
-            pts.push((lo + k as f64 * width, y));
-            pts.push((lo + (k + 1) as f64 * width, y));
-        }
-        pts.push((hi, 0.0));
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(|e| plot_err(path, e))?
-            .label(format!("{} (n={})", s.label, s.values.len()))
+            .label(label)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
@@ -143,47 +168,26 @@ pub fn traces(
     if !(y_max.is_finite() && y_max > 0.0) {
         return Err(plot_err(path, format!("y range [0, {y_max}] is empty")));
     }
-    let root = BitMapBackend::new(path, (800, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 24))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..steps as f64 + 1.0, 0.0..y_max)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .label_style((FONT, 14))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let pts = s
-            .values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(k, &v)| ((k + 1) as f64, v.clamp(0.0, y_max)));
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(|e| plot_err(path, e))?
-            .label(s.label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    root.present().map_err(|e| plot_err(path, e))?;
-    Ok(())
+    let lines = series
+        .iter()
+        .map(|s| {
+            let pts = s
+                .values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(k, &v)| ((k + 1) as f64, v.clamp(0.0, y_max)))
+                .collect();
+            (s.label.to_string(), pts)
+        })
+        .collect();
+    line_chart(
+        path,
+        title,
+        (x_label, y_label),
+        (0.0..steps as f64 + 1.0, 0.0..y_max),
+        lines,
+    )
 }
 
 /// Axes of a [`scatter_2d`] plot. The default has no labels and fits the extent to the data.
