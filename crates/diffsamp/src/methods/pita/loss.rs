@@ -38,9 +38,12 @@ pub enum TargetScoreForm {
     /// Target score matching: below the cutoff λ ‖x + h clip(∇log p(x_0)) − D_s(x)‖² takes the
     /// place of the score loss λ ‖D_s(x) − x_0‖². Both targets have the posterior mean
     /// D*(x) = x + h ∇log p_σ(x) = x + h E[∇log p(x_0) | x] as their conditional mean (where
-    /// the clip does not bind), so the minimiser is the same; the target-score target's
-    /// variance h² Var(∇log p(x_0) | x) vanishes as σ → 0, where the denoising target's,
-    /// Var(x_0 | x) ≈ h, sets the loss's noise.
+    /// the clip does not bind), so the minimiser is the same. Their noise differs: for a mode
+    /// of stiffness k (thermal spread s = k^(−1/2)) the λ-weighted variances are
+    /// ≈ 1/(1 + kσ²) for the denoising target and ≈ k²σ⁴/(1 + kσ²) for the target-score one,
+    /// so the latter is smaller only below σ ≈ s: set `target_score_max_sigma` near the
+    /// stiffest mode's spread (0.035 model units for alanine dipeptide's C–H bonds at 1200 K,
+    /// docs/RESULTS.md), not the published 0.19.
     Replacing,
 }
 
@@ -143,11 +146,13 @@ pub fn losses(
         .unsqueeze(1);
     let replacing =
         config.target_score > 0.0 && config.target_score_form == TargetScoreForm::Replacing;
+    let denoising = &lambda * (&d_s - &batch.x0).square();
     let score = if replacing {
-        (&lambda * (&d_s - &batch.x0).square() * (below.neg() + 1.0)).mean(kind)
+        denoising * (below.neg() + 1.0)
     } else {
-        (&lambda * (&d_s - &batch.x0).square()).mean(kind)
-    };
+        denoising
+    }
+    .mean(kind);
     let mut total = &score * config.score;
     let mut terms = LossTerms {
         total: Tensor::zeros([], (kind, x.device())),
